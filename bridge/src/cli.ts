@@ -1,0 +1,123 @@
+/**
+ * @module
+ * The `ferry` command.
+ *
+ * - `ferry serve`: runs the bridge. `HOST`, `PORT`, `FERRY_CONFIG` (catalog file)
+ *   and `FERRY_SESSION_KEYS` (keyring file) come from the environment; without a
+ *   catalog the built-in one serves `@modelcontextprotocol/server-everything`.
+ * - `ferry keys new <file>`: creates a keyring file, or adds a key to one.
+ */
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { parseArgs } from 'node:util'
+import {
+  type Catalog,
+  type Logger,
+  CatalogError,
+  createLogger,
+  defaultCatalog,
+  loadCatalogFile,
+} from '@ferry/shared'
+import { serveBridge } from './bridge.ts'
+import { Keyring, KeyringError, addKeyToFile, loadKeyringFile } from './session/keyring.ts'
+
+const USAGE = `Usage:
+  ferry serve                 run the bridge
+  ferry keys new <file> [--id <id>] [--primary]
+                              create a keyring file, or add a key to one
+
+Environment (ferry serve):
+  HOST, PORT                  listen address (override the catalog's bridge.host/port)
+  FERRY_CONFIG                catalog file (YAML or JSON); default: the built-in catalog
+  FERRY_SESSION_KEYS          keyring file; default: a fresh random key
+`
+
+/** The built-in catalog, pointing at the installed server-everything. */
+export const builtInCatalog = (): Catalog => {
+  const require = createRequire(import.meta.url)
+  const manifest = require.resolve('@modelcontextprotocol/server-everything/package.json')
+  const bin = (require(manifest) as { bin: Record<string, string> }).bin['mcp-server-everything']!
+  return defaultCatalog({
+    everythingCommand: process.execPath,
+    everythingArgs: [join(dirname(manifest), bin), 'stdio'],
+  })
+}
+
+const applyListenOverrides = (catalog: Catalog, env: NodeJS.ProcessEnv): Catalog => {
+  const port = env.PORT === undefined ? catalog.bridge.port : Number(env.PORT)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new CatalogError('invalid environment', [{ path: 'PORT', message: `not a port: ${env.PORT}` }], 'PORT')
+  }
+  return { ...catalog, bridge: { ...catalog.bridge, host: env.HOST ?? catalog.bridge.host, port } }
+}
+
+async function serveCommand(env: NodeJS.ProcessEnv): Promise<void> {
+  const catalog = applyListenOverrides(
+    env.FERRY_CONFIG ? await loadCatalogFile(env.FERRY_CONFIG) : builtInCatalog(),
+    env
+  )
+  const logger: Logger = createLogger({ name: 'bridge', level: catalog.bridge.logLevel })
+  let keyring: Keyring
+  if (env.FERRY_SESSION_KEYS) {
+    keyring = await loadKeyringFile(env.FERRY_SESSION_KEYS)
+  } else {
+    keyring = await Keyring.generate()
+    logger.warn(
+      {},
+      'FERRY_SESSION_KEYS is not set: using a random session key, so sessions will not survive a restart and other replicas cannot serve them'
+    )
+  }
+  const running = await serveBridge({ catalog, keyring, logger })
+  const { host } = catalog.bridge
+  const shown = host.includes(':') ? `[${host}]` : host
+  const names = Object.keys(catalog.servers)
+  logger.info(
+    {
+      endpoints: [
+        ...(catalog.defaultServer ? [`http://${shown}:${running.port}/mcp`] : []),
+        ...names.map((name) => `http://${shown}:${running.port}/${name}/mcp`),
+      ],
+    },
+    'MCP endpoints ready'
+  )
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      logger.info({ signal }, 'shutting down')
+      void running.stop().then(() => process.exit(0))
+    })
+  }
+}
+
+async function keysCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { id: { type: 'string' }, primary: { type: 'boolean' } },
+  })
+  const [verb, file] = positionals
+  if (verb !== 'new' || !file) throw new UsageError(USAGE)
+  const { id, created } = await addKeyToFile(file, { id: values.id, primary: values.primary })
+  process.stdout.write(
+    created
+      ? `created ${file} with key ${id}\n`
+      : `added key ${id} to ${file}${values.primary ? ' as the primary key' : ''}\n`
+  )
+}
+
+class UsageError extends Error {}
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const [command, ...rest] = argv
+  try {
+    if (command === 'serve') await serveCommand(env)
+    else if (command === 'keys') await keysCommand(rest)
+    else throw new UsageError(USAGE)
+  } catch (error) {
+    // Configuration errors carry their own readable text; a stack trace helps nobody.
+    const known =
+      error instanceof UsageError || error instanceof CatalogError || error instanceof KeyringError
+    const message = known || error instanceof Error ? (error as Error).message : String(error)
+    process.stderr.write(`ferry: ${message}\n`)
+    process.exit(error instanceof UsageError ? 2 : 1)
+  }
+}

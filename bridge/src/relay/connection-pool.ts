@@ -1,0 +1,122 @@
+/**
+ * @module
+ * At most one pooled connection per live session on this replica. Concurrent
+ * requests for a session share one dial; connections unused for a while are
+ * closed; sessions known to be over are remembered for a while so they answer 404
+ * without another dial.
+ */
+import { DialError, SidecarConnection, type DialOptions } from './sidecar-connection.ts'
+
+export interface ConnectionPoolOptions {
+  dialTimeoutMs: number
+  idleCloseMs: number
+  maxPayload: number
+  heartbeatMs: number
+  /** How many ended session names to remember. */
+  tombstones?: number
+  /** Opens a connection; injectable for tests. */
+  dial?: (options: DialOptions) => Promise<SidecarConnection>
+}
+
+export interface SessionTarget {
+  sessionName: string
+  address: string
+  secret: string
+}
+
+export class ConnectionPool {
+  private readonly options: ConnectionPoolOptions
+  private readonly connections = new Map<string, Promise<SidecarConnection>>()
+  private readonly ended = new Set<string>()
+  private readonly maxTombstones: number
+  private readonly sweeper: NodeJS.Timeout
+  private readonly dial: (options: DialOptions) => Promise<SidecarConnection>
+
+  /** A pooled connection closed; `ended` when the sidecar said the session is over. */
+  onclose?: (sessionName: string, ended: boolean) => void
+
+  constructor(options: ConnectionPoolOptions) {
+    this.options = options
+    this.maxTombstones = options.tombstones ?? 10_000
+    this.dial = options.dial ?? SidecarConnection.dial
+    this.sweeper = setInterval(() => this.sweep(), Math.max(100, Math.min(options.idleCloseMs / 2, 10_000)))
+    this.sweeper.unref()
+  }
+
+  get size(): number {
+    return this.connections.size
+  }
+
+  /** Whether this replica knows the session is over. */
+  isEnded(sessionName: string): boolean {
+    return this.ended.has(sessionName)
+  }
+
+  markEnded(sessionName: string): void {
+    if (this.ended.has(sessionName)) return
+    this.ended.add(sessionName)
+    if (this.ended.size > this.maxTombstones) {
+      this.ended.delete(this.ended.values().next().value!)
+    }
+  }
+
+  /** The session's connection, dialling when there is none; rejects with {@link DialError}. */
+  get(target: SessionTarget): Promise<SidecarConnection> {
+    if (this.ended.has(target.sessionName)) {
+      return Promise.reject(new DialError('the session has ended', true))
+    }
+    let connection = this.connections.get(target.sessionName)
+    if (!connection) {
+      connection = this.connect(target)
+      this.connections.set(target.sessionName, connection)
+    }
+    return connection
+  }
+
+  private async connect(target: SessionTarget): Promise<SidecarConnection> {
+    let connection: SidecarConnection
+    try {
+      connection = await this.dial({
+        address: target.address,
+        sessionName: target.sessionName,
+        secret: target.secret,
+        timeoutMs: this.options.dialTimeoutMs,
+        maxPayload: this.options.maxPayload,
+        heartbeatMs: this.options.heartbeatMs,
+      })
+    } catch (error) {
+      this.connections.delete(target.sessionName)
+      if (error instanceof DialError && error.gone) this.markEnded(target.sessionName)
+      throw error
+    }
+    connection.onclose = (exit) => {
+      if (this.connections.get(target.sessionName) === pending) {
+        this.connections.delete(target.sessionName)
+      }
+      if (exit) this.markEnded(target.sessionName)
+      this.onclose?.(target.sessionName, exit !== undefined)
+    }
+    const pending = this.connections.get(target.sessionName)
+    return connection
+  }
+
+  private sweep(): void {
+    const now = Date.now()
+    for (const pending of this.connections.values()) {
+      void pending.then(
+        (connection) => {
+          if (connection.idleFor(now) >= this.options.idleCloseMs) connection.close()
+        },
+        () => undefined
+      )
+    }
+  }
+
+  /** Closes every pooled connection (bridge shutdown); sessions are untouched. */
+  async close(): Promise<void> {
+    clearInterval(this.sweeper)
+    const all = [...this.connections.values()]
+    this.connections.clear()
+    await Promise.all(all.map((p) => p.then((c) => c.close(), () => undefined)))
+  }
+}

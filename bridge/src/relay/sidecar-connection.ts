@@ -1,0 +1,205 @@
+/**
+ * @module
+ * One WebSocket from this bridge replica to a session's sidecar, multiplexing the
+ * session's HTTP exchanges as channels. The bridge dials; the sidecar checks the
+ * session name and per-session secret at the upgrade. When the socket drops, every
+ * open channel learns it at once, so no HTTP request waits on a dead connection.
+ */
+import WebSocket from 'ws'
+import {
+  type ExitReason,
+  type SidecarFrameHeader,
+  FRAME_PROTOCOL,
+  UpgradeHeader,
+  decodeSidecarFrame,
+  encodeFrame,
+} from '@ferry/shared'
+
+/** What a channel hears back from the sidecar. */
+export interface ChannelListener {
+  onevent(id: string, payload: string, fin: boolean): void
+  /** The stream has nothing more for this channel. */
+  onend(reason: 'complete' | 'cancelled' | 'takeover' | 'session'): void
+  onerror(code: string, message: string): void
+  /** Events were evicted from the sidecar's log before this resume. */
+  ongap?(missed: number): void
+  /** A `msg`, `bye` or `get` was accepted; the channel stays open until released. */
+  onack?(): void
+  /** The connection is gone (`exit` says the session is over; otherwise the socket dropped). */
+  onlost(exit: SessionExit | undefined): void
+}
+
+export interface SessionExit {
+  reason: ExitReason
+  code?: number | null
+  signal?: string | null
+}
+
+/** Why a dial failed: the session is gone (404 for the client) or unreachable. */
+export class DialError extends Error {
+  readonly gone: boolean
+  constructor(message: string, gone: boolean) {
+    super(message)
+    this.name = 'DialError'
+    this.gone = gone
+  }
+}
+
+export interface DialOptions {
+  address: string
+  sessionName: string
+  secret: string
+  timeoutMs: number
+  maxPayload: number
+  /** The sidecar pings at this interval; silence for two intervals drops the socket. */
+  heartbeatMs: number
+}
+
+export class SidecarConnection {
+  readonly sessionName: string
+  private readonly ws: WebSocket
+  private readonly channels = new Map<number, ChannelListener>()
+  private nextChannel = 1
+  private lastUsed = Date.now()
+  private exit: SessionExit | undefined
+  private watchdog: NodeJS.Timeout | undefined
+
+  /** Called once when the socket closes, for whatever reason. */
+  onclose?: (exit: SessionExit | undefined) => void
+
+  private constructor(ws: WebSocket, sessionName: string, heartbeatMs: number) {
+    this.ws = ws
+    this.sessionName = sessionName
+    ws.on('message', (data, isBinary) => {
+      if (!isBinary) this.receive(data.toString())
+    })
+    ws.on('close', () => this.closed())
+    ws.on('error', () => undefined)
+    const armWatchdog = () => {
+      clearTimeout(this.watchdog)
+      this.watchdog = setTimeout(() => ws.terminate(), heartbeatMs * 2 + 1000)
+      this.watchdog.unref()
+    }
+    ws.on('ping', armWatchdog)
+    armWatchdog()
+  }
+
+  /** Dials a sidecar; rejects with {@link DialError}. */
+  static dial(options: DialOptions): Promise<SidecarConnection> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(options.address, FRAME_PROTOCOL, {
+        perMessageDeflate: false,
+        maxPayload: options.maxPayload,
+        handshakeTimeout: options.timeoutMs,
+        headers: {
+          [UpgradeHeader.session]: options.sessionName,
+          [UpgradeHeader.authorization]: `Bearer ${options.secret}`,
+        },
+      })
+      const fail = (error: DialError) => {
+        ws.removeAllListeners()
+        ws.on('error', () => undefined)
+        ws.terminate()
+        reject(error)
+      }
+      ws.once('open', () => {
+        ws.removeAllListeners()
+        resolve(new SidecarConnection(ws, options.sessionName, options.heartbeatMs))
+      })
+      ws.once('unexpected-response', (_req, res) => {
+        const status = res.statusCode ?? 0
+        res.resume()
+        // 404: another session lives at that address now; 401: not our sidecar.
+        fail(new DialError(`sidecar refused the connection (HTTP ${status})`, status === 404 || status === 401))
+      })
+      ws.once('error', (error: NodeJS.ErrnoException) => {
+        const gone = error.code === 'ECONNREFUSED' || error.code === 'EHOSTUNREACH'
+        fail(new DialError(`cannot reach the sidecar: ${error.code ?? error.message}`, gone))
+      })
+    })
+  }
+
+  get isOpen(): boolean {
+    return this.ws.readyState === WebSocket.OPEN
+  }
+
+  get openChannels(): number {
+    return this.channels.size
+  }
+
+  /** Milliseconds since a channel was last opened or closed. */
+  idleFor(now = Date.now()): number {
+    return this.channels.size > 0 ? 0 : now - this.lastUsed
+  }
+
+  /** Opens a channel and sends its first frame. */
+  open(
+    header: { t: 'req' | 'msg'; tp?: string; ts?: string } | { t: 'get'; after?: string } | { t: 'bye' },
+    payload: string | undefined,
+    listener: ChannelListener
+  ): number {
+    const ch = this.nextChannel++
+    this.lastUsed = Date.now()
+    if (!this.isOpen) {
+      queueMicrotask(() => listener.onlost(this.exit))
+      return ch
+    }
+    this.channels.set(ch, listener)
+    this.ws.send(encodeFrame({ ...header, ch } as Parameters<typeof encodeFrame>[0], payload))
+    return ch
+  }
+
+  /** Stops listening on a channel, telling the sidecar unless the stream already ended. */
+  release(ch: number, tellSidecar: boolean): void {
+    if (!this.channels.delete(ch)) return
+    this.lastUsed = Date.now()
+    if (tellSidecar && this.isOpen) this.ws.send(encodeFrame({ t: 'detach', ch }))
+  }
+
+  close(): void {
+    this.ws.close(1000, 'idle')
+  }
+
+  private receive(text: string): void {
+    const frame = decodeSidecarFrame(text)
+    if (!frame) {
+      this.ws.close(1008, 'malformed frame')
+      return
+    }
+    const header: SidecarFrameHeader = frame.header
+    if (header.t === 'exit') {
+      this.exit = { reason: header.reason, code: header.code, signal: header.signal }
+      return
+    }
+    const listener = this.channels.get(header.ch)
+    if (!listener) return
+    switch (header.t) {
+      case 'ev':
+        if (header.fin) this.channels.delete(header.ch)
+        listener.onevent(header.id, frame.payload ?? '', header.fin === 1)
+        return
+      case 'end':
+        this.channels.delete(header.ch)
+        listener.onend(header.reason)
+        return
+      case 'err':
+        this.channels.delete(header.ch)
+        listener.onerror(header.code, header.message)
+        return
+      case 'ack':
+        listener.onack?.()
+        return
+      case 'gap':
+        listener.ongap?.(header.missed)
+        return
+    }
+  }
+
+  private closed(): void {
+    clearTimeout(this.watchdog)
+    const listeners = [...this.channels.values()]
+    this.channels.clear()
+    for (const listener of listeners) listener.onlost(this.exit)
+    this.onclose?.(this.exit)
+  }
+}

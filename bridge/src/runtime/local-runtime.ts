@@ -1,0 +1,187 @@
+/**
+ * @module
+ * The `local` runtime: each session's sidecar is a child process of the bridge,
+ * listening on 127.0.0.1 on an ephemeral port it reports back through a pipe. The
+ * sidecar runs detached in its own process group, so it outlives a bridge restart:
+ * a bridge started again with the same keyring keeps serving its sessions.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import type { Readable } from 'node:stream'
+import type { LocalServerConfig, LogLevel } from '@ferry/shared'
+import { SECRET_ENV, sidecarBundlePath } from '@ferry/sidecar'
+import {
+  type SessionRuntime,
+  type Workload,
+  type WorkloadRef,
+  type WorkloadSpec,
+  WorkloadStartError,
+} from './runtime.ts'
+
+export interface LocalRuntimeOptions {
+  /** The bundled sidecar; defaults to the one built in `sidecar/dist`. */
+  sidecarPath?: string
+  /** Node binary running the sidecar; defaults to this process's. */
+  nodePath?: string
+  /** Log level passed to sidecars. */
+  logLevel?: LogLevel
+  /** Bridge → sidecar WebSocket ping interval in ms. */
+  heartbeatMs: number
+  /** Largest frame a sidecar accepts. */
+  maxPayload: number
+}
+
+const exitText = (code: number | null, signal: NodeJS.Signals | null) =>
+  signal ? `was killed by ${signal}` : `exited with code ${code}`
+
+export class LocalRuntime implements SessionRuntime {
+  readonly kind = 'local'
+  private readonly options: LocalRuntimeOptions
+  private readonly children = new Map<string, ChildProcess>()
+
+  constructor(options: LocalRuntimeOptions) {
+    this.options = options
+  }
+
+  activeSessions(): number {
+    return this.children.size
+  }
+
+  async start(spec: WorkloadSpec, signal: AbortSignal): Promise<Workload> {
+    const server = spec.server as LocalServerConfig
+    const args = [
+      this.options.sidecarPath ?? sidecarBundlePath(),
+      '--session',
+      spec.sessionName,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--ready-fd',
+      '3',
+      '--idle-timeout',
+      String(server.idleTimeout),
+      '--stop-grace',
+      String(server.stopGrace),
+      '--max-line',
+      String(server.maxLineBytes),
+      '--max-payload',
+      String(this.options.maxPayload),
+      '--heartbeat',
+      String(this.options.heartbeatMs),
+      '--log-max-events',
+      String(server.eventLog.maxEvents),
+      '--log-max-bytes',
+      String(server.eventLog.maxBytes),
+      '--log-max-age',
+      String(server.eventLog.maxAge),
+      '--log-level',
+      this.options.logLevel ?? 'info',
+      ...(server.cwd ? ['--cwd', server.cwd] : []),
+      '--',
+      server.command,
+      ...server.args,
+    ]
+    const env = {
+      ...(server.inheritEnv ? process.env : {}),
+      ...server.env,
+      [SECRET_ENV]: spec.secret,
+    }
+    const child = spawn(this.options.nodePath ?? process.execPath, args, {
+      env,
+      detached: true,
+      stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
+    })
+    try {
+      const port = await this.waitForReady(child, signal)
+      this.children.set(spec.sessionName, child)
+      child.once('exit', () => this.children.delete(spec.sessionName))
+      child.unref()
+      return { address: `ws://127.0.0.1:${port}` }
+    } catch (error) {
+      killGroup(child, 'SIGKILL')
+      throw error
+    }
+  }
+
+  private waitForReady(child: ChildProcess, signal: AbortSignal): Promise<number> {
+    const ready = child.stdio[3] as Readable
+    return new Promise<number>((resolve, reject) => {
+      const lines = createInterface({ input: ready })
+      const settle = (error?: WorkloadStartError, port?: number) => {
+        lines.close()
+        ready.destroy()
+        child.off('exit', onExit)
+        child.off('error', onError)
+        signal.removeEventListener('abort', onAbort)
+        if (error) reject(error)
+        else resolve(port!)
+      }
+      const onExit = (code: number | null, sig: NodeJS.Signals | null) =>
+        settle(
+          new WorkloadStartError('exited', `the session's sidecar ${exitText(code, sig)} before it was ready`)
+        )
+      const onError = (error: Error) =>
+        settle(new WorkloadStartError('spawn', `cannot start the sidecar: ${error.message}`))
+      const onAbort = () =>
+        settle(
+          signal.reason instanceof WorkloadStartError
+            ? signal.reason
+            : new WorkloadStartError('timeout', 'the session start was aborted')
+        )
+      lines.once('line', (line) => {
+        try {
+          const { port } = JSON.parse(line) as { port: unknown }
+          if (typeof port === 'number') return settle(undefined, port)
+        } catch {
+          // fall through to the error below
+        }
+        settle(new WorkloadStartError('spawn', 'the sidecar reported no port'))
+      })
+      child.once('exit', onExit)
+      child.once('error', onError)
+      if (signal.aborted) onAbort()
+      else signal.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  async stop(workload: WorkloadRef): Promise<void> {
+    // Sessions end through the sidecar (`bye`); this only makes sure a child of
+    // ours is really gone. A sidecar started by another replica ends on its own.
+    const child = this.children.get(workload.sessionName)
+    if (!child || child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+    const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 10_000)
+    await exited
+    clearTimeout(timer)
+  }
+
+  /** Stops every session this runtime started (tests and explicit shutdowns only). */
+  async stopAll(): Promise<void> {
+    const all = [...this.children.values()]
+    await Promise.all(
+      all.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve()
+            child.once('exit', () => resolve())
+            killGroup(child, 'SIGTERM')
+            setTimeout(() => killGroup(child, 'SIGKILL'), 5000).unref()
+          })
+      )
+    )
+  }
+
+  async close(): Promise<void> {
+    this.children.clear()
+  }
+}
+
+const killGroup = (child: ChildProcess, signal: NodeJS.Signals) => {
+  if (child.pid === undefined) return
+  try {
+    process.kill(-child.pid, signal)
+  } catch {
+    // already gone
+  }
+}

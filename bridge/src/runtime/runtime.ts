@@ -1,0 +1,70 @@
+/**
+ * @module
+ * The runtime interface: how a session's workload (the sidecar and the MCP
+ * server behind it) is started and stopped. One implementation per kind of place
+ * a workload can run — a local child process, a Kubernetes Job — chosen per server
+ * in the catalog. The runtime is only on the session's start and end paths, never
+ * on the per-message path.
+ */
+import type { ServerConfig } from '@ferry/shared'
+
+export interface WorkloadSpec {
+  /** The session's name: unique, RFC 1123 label, also the workload's name. */
+  sessionName: string
+  /** The catalog name of the server. */
+  serverName: string
+  server: ServerConfig
+  /** The per-session secret the sidecar must demand from bridges. */
+  secret: string
+}
+
+/** A started workload: where its sidecar listens, and what the runtime needs to stop it. */
+export interface Workload {
+  /** WebSocket URL of the sidecar, e.g. `ws://127.0.0.1:41234`. */
+  address: string
+  /** Runtime-specific reference, sealed into the session id (e.g. namespace and Job name). */
+  ref?: Record<string, string>
+}
+
+/** What a session id tells a runtime about the workload to stop. */
+export interface WorkloadRef {
+  sessionName: string
+  ref?: Record<string, string>
+}
+
+/** Why a workload did not start; the text reaches the client in the `initialize` error. */
+export type WorkloadFailure =
+  | 'timeout'
+  | 'spawn'
+  | 'exited'
+  | 'image_pull'
+  | 'unschedulable'
+  | 'oom'
+  | 'config'
+  | 'api'
+  | 'capacity'
+
+export class WorkloadStartError extends Error {
+  readonly failure: WorkloadFailure
+  constructor(failure: WorkloadFailure, message: string) {
+    super(message)
+    this.name = 'WorkloadStartError'
+    this.failure = failure
+  }
+}
+
+export interface SessionRuntime {
+  readonly kind: string
+  /**
+   * Starts a workload and resolves once its sidecar accepts connections. Rejects
+   * with {@link WorkloadStartError}; the runtime cleans up what it created. `signal`
+   * aborts the start (the start timeout, or the client went away).
+   */
+  start(spec: WorkloadSpec, signal: AbortSignal): Promise<Workload>
+  /** Removes the workload after its session ended. Idempotent; never throws for a gone workload. */
+  stop(workload: WorkloadRef): Promise<void>
+  /** Workloads this runtime started that are still running, if it can tell. */
+  activeSessions(): number
+  /** Releases the runtime's own resources; running sessions are left alone. */
+  close(): Promise<void>
+}

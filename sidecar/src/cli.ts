@@ -1,0 +1,151 @@
+/**
+ * @module
+ * `ferry-sidecar [options] -- <command> [args…]`: the entry point of the bundled
+ * sidecar (`dist/sidecar.mjs`), started by the local runtime as a child process
+ * and by the Kubernetes runtime as the session pod's command.
+ *
+ * The per-session secret comes from `FERRY_SIDECAR_SECRET` or `--secret-file` and
+ * is removed from the environment the MCP server gets.
+ */
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { type LogLevel, parseDuration, parseSize } from '@ferry/shared'
+import { runSidecar, type SidecarOptions } from './sidecar.ts'
+
+export const SECRET_ENV = 'FERRY_SIDECAR_SECRET'
+export const SESSION_ENV = 'FERRY_SESSION'
+
+const USAGE = `Usage: ferry-sidecar [options] -- <command> [args...]
+
+Starts <command> as a stdio MCP server and serves it to Ferry bridges over WebSocket.
+
+Options:
+  --session <name>        session name (default: $${SESSION_ENV})
+  --secret-file <path>    file holding the per-session secret (default: $${SECRET_ENV})
+  --host <addr>           address to listen on (default: $POD_IP or 127.0.0.1)
+  --port <n>              port to listen on, 0 for any (default: 8080)
+  --idle-timeout <dur>    end the session after this long without use (default: 15m)
+  --stop-grace <dur>      SIGTERM to SIGKILL grace for the server (default: 5s)
+  --max-line <size>       longest server output line (default: 16mb)
+  --max-payload <size>    largest WebSocket frame from a bridge (default: 16mb)
+  --heartbeat <dur>       WebSocket ping interval (default: 15s)
+  --log-max-events <n>    event log bound, events (default: 1000)
+  --log-max-bytes <size>  event log bound, bytes (default: 8mb)
+  --log-max-age <dur>     event log bound, age (default: 10m)
+  --ready-fd <n>          write {"port":N} to this file descriptor once listening
+  --cwd <dir>             working directory of the server
+  --log-level <level>     fatal|error|warn|info|debug|trace|silent (default: info)
+  -h, --help              show this help
+`
+
+export class UsageError extends Error {}
+
+/** Parses the command line and environment into sidecar options. */
+export function parseSidecarArgs(
+  argv: string[],
+  env: Record<string, string | undefined>
+): SidecarOptions {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      session: { type: 'string' },
+      'secret-file': { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'idle-timeout': { type: 'string' },
+      'stop-grace': { type: 'string' },
+      'max-line': { type: 'string' },
+      'max-payload': { type: 'string' },
+      heartbeat: { type: 'string' },
+      'log-max-events': { type: 'string' },
+      'log-max-bytes': { type: 'string' },
+      'log-max-age': { type: 'string' },
+      'ready-fd': { type: 'string' },
+      cwd: { type: 'string' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  })
+  if (values.help) throw new UsageError(USAGE)
+  const [command, ...args] = positionals
+  if (!command) throw new UsageError(`missing the server command after --\n\n${USAGE}`)
+  const sessionName = values.session ?? env[SESSION_ENV]
+  if (!sessionName) throw new UsageError(`missing --session (or $${SESSION_ENV})`)
+  const secret = values['secret-file']
+    ? readFileSync(values['secret-file'], 'utf8').trim()
+    : env[SECRET_ENV]
+  if (!secret) throw new UsageError(`missing the session secret: set $${SECRET_ENV} or --secret-file`)
+  const integer = (name: string, text: string | undefined, fallback: number) => {
+    if (text === undefined) return fallback
+    const value = Number(text)
+    if (!Number.isInteger(value) || value < 0) throw new UsageError(`--${name}: not a whole number: ${text}`)
+    return value
+  }
+  const duration = (name: string, text: string | undefined, fallback: string) => {
+    try {
+      return parseDuration(text ?? fallback)
+    } catch (error) {
+      throw new UsageError(`--${name}: ${(error as Error).message}`)
+    }
+  }
+  const size = (name: string, text: string | undefined, fallback: string) => {
+    try {
+      return parseSize(text ?? fallback)
+    } catch (error) {
+      throw new UsageError(`--${name}: ${(error as Error).message}`)
+    }
+  }
+  const serverEnv = { ...env }
+  delete serverEnv[SECRET_ENV]
+  return {
+    command,
+    args,
+    env: serverEnv,
+    cwd: values.cwd,
+    sessionName,
+    secret,
+    host: values.host ?? env.POD_IP ?? '127.0.0.1',
+    port: integer('port', values.port, 8080),
+    idleTimeoutMs: duration('idle-timeout', values['idle-timeout'], '15m'),
+    stopGraceMs: duration('stop-grace', values['stop-grace'], '5s'),
+    maxLineBytes: size('max-line', values['max-line'], '16mb'),
+    maxPayload: size('max-payload', values['max-payload'], '16mb'),
+    heartbeatMs: duration('heartbeat', values.heartbeat, '15s'),
+    eventLog: {
+      maxEvents: integer('log-max-events', values['log-max-events'], 1000),
+      maxBytes: size('log-max-bytes', values['log-max-bytes'], '8mb'),
+      maxAgeMs: duration('log-max-age', values['log-max-age'], '10m'),
+    },
+    readyFd: values['ready-fd'] === undefined ? undefined : integer('ready-fd', values['ready-fd'], 3),
+    logLevel: (values['log-level'] ?? 'info') as LogLevel,
+  }
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let options: SidecarOptions
+  try {
+    options = parseSidecarArgs(argv, process.env)
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error)
+    process.stderr.write(message.endsWith('\n') ? message : `${message}\n`)
+    process.exit(error instanceof UsageError && message === USAGE ? 0 : 2)
+  }
+  let sidecar
+  try {
+    sidecar = await runSidecar(options)
+  } catch (error) {
+    process.stderr.write(
+      `${JSON.stringify({ level: 'fatal', component: 'sidecar', msg: (error as Error).message })}\n`
+    )
+    process.exit(1)
+  }
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => sidecar.stop('shutdown'))
+  }
+  process.exitCode = await sidecar.done
+  // Give pino's asynchronous destination a moment to flush, then leave even if a
+  // stray handle would keep the loop alive.
+  setTimeout(() => process.exit(), 100).unref()
+}

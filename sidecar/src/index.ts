@@ -1,0 +1,20 @@
+/**
+ * @module
+ * The sidecar as a library: what the local runtime and tests use to locate and
+ * drive it. The process entry is `bin.ts`, bundled to `dist/sidecar.mjs`.
+ */
+import { fileURLToPath } from 'node:url'
+
+export { type SidecarOptions, type RunningSidecar, runSidecar } from './sidecar.ts'
+export { parseSidecarArgs, SECRET_ENV, SESSION_ENV, UsageError } from './cli.ts'
+export { EventLog, type EventLogLimits, LoggedStream } from './session/event-log.ts'
+export {
+  type BridgePeer,
+  type ServerPort,
+  type SessionEnd,
+  SidecarSession,
+} from './session/sidecar-session.ts'
+
+/** Absolute path of the bundled sidecar, `dist/sidecar.mjs`. */
+export const sidecarBundlePath = (): string =>
+  fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../dist/sidecar.mjs' : './sidecar.mjs', import.meta.url))
