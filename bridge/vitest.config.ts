@@ -1,2 +1,3 @@
-import { defineConfig } from 'vitest/config'
-export default defineConfig({ test: { include: ['src/**/*.test.ts'], testTimeout: 20000 } })
+import { workspaceTestConfig } from '../vitest.base.ts'
+
+export default workspaceTestConfig(['src/**/*.test.ts'])

@@ -1,3 +1,3 @@
-import { defineConfig } from 'vitest/config'
+import { workspaceTestConfig } from '../vitest.base.ts'
 
-export default defineConfig({ test: { include: ['src/**/*.test.ts'] } })
+export default workspaceTestConfig(['src/**/*.test.ts'])

@@ -1,3 +1,3 @@
-import { defineConfig } from 'vitest/config'
+import { workspaceTestConfig } from '../vitest.base.ts'
 
-export default defineConfig({ test: { include: ['src/**/*.test.ts'], testTimeout: 20000 } })
+export default workspaceTestConfig(['src/**/*.test.ts'])

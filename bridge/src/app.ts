@@ -5,7 +5,6 @@
  * dependencies so tests drive it with `app.request()` and no socket.
  */
 import { Hono } from 'hono'
-import { bodyLimit } from 'hono/body-limit'
 import { ErrorCode, errorResponse } from '@ferry/shared'
 import type { StreamableHTTPHandler } from './transport/streamable-http.ts'
 
@@ -13,8 +12,6 @@ export interface AppOptions {
   mcp: StreamableHTTPHandler
   /** Server served at `/mcp`; without one, `/mcp` answers 404. */
   defaultServer?: string
-  /** Largest POST body in bytes. */
-  bodyLimit: number
   /** False while the replica drains: `/readyz` then fails so load balancers move on. */
   isReady: () => boolean
 }
@@ -27,22 +24,16 @@ const jsonError = (status: number, code: number, message: string) =>
 
 export const createApp = (options: AppOptions): Hono => {
   const app = new Hono()
-  const limit = bodyLimit({
-    maxSize: options.bodyLimit,
-    onError: () =>
-      jsonError(413, ErrorCode.InvalidRequest, `Payload Too Large: the limit is ${options.bodyLimit} bytes`),
-  })
-
   app.get('/healthz', () => new Response('ok'))
   app.get('/readyz', () =>
     options.isReady() ? new Response('ready') : new Response('draining', { status: 503 })
   )
-  app.all('/mcp', limit, (c) =>
+  app.all('/mcp', (c) =>
     options.defaultServer
       ? options.mcp.handle(c.req.raw, options.defaultServer)
       : jsonError(404, ErrorCode.InvalidRequest, 'No default MCP server: use /<server>/mcp')
   )
-  app.all('/:server/mcp', limit, (c) => options.mcp.handle(c.req.raw, c.req.param('server')))
+  app.all('/:server/mcp', (c) => options.mcp.handle(c.req.raw, c.req.param('server')))
   app.notFound(() => jsonError(404, ErrorCode.InvalidRequest, 'Not Found'))
   app.onError(() => jsonError(500, ErrorCode.InternalError, 'Internal error'))
   return app

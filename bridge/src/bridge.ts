@@ -69,6 +69,7 @@ export const createBridge = (options: BridgeOptions): Bridge => {
     starter,
     logger,
     originPolicy: createOriginPolicy(settings),
+    bodyLimit: settings.bodyLimit,
     streams: {
       keepAliveMs: settings.sse.keepAlive,
       retryMs: settings.sse.retry,
@@ -80,7 +81,6 @@ export const createBridge = (options: BridgeOptions): Bridge => {
   const app = createApp({
     mcp,
     defaultServer: catalog.defaultServer,
-    bodyLimit: settings.bodyLimit,
     isReady: () => ready,
   })
   return {

@@ -2,14 +2,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest'
-import {
-  CatalogError,
-  defaultCatalog,
-  loadCatalogFile,
-  parseCatalog,
-  parseDuration,
-  parseSize,
-} from './catalog.ts'
+import { CatalogError, defaultCatalog, loadCatalogFile, parseCatalog } from './catalog.ts'
+import { parseDuration, parseSize } from './units.ts'
 import type { BridgeSettings, Catalog, LocalServerConfig, ServerConfig } from './catalog.ts'
 
 const MINIMAL = `

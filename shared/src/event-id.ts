@@ -14,11 +14,16 @@ export const STANDALONE_STREAM = '_'
 const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true })
 
-const toBase64Url = (bytes: Uint8Array) =>
-  btoa(String.fromCharCode(...bytes))
-    .replaceAll('+', '-')
-    .replaceAll('/', '_')
-    .replace(/=+$/, '')
+// Spreading a whole array into fromCharCode overflows the stack for long ids, so go in chunks.
+const CHUNK = 0x8000
+
+const toBase64Url = (bytes: Uint8Array) => {
+  let binary = ''
+  for (let i = 0; i < bytes.length; i += CHUNK) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + CHUNK))
+  }
+  return btoa(binary).replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '')
+}
 
 const fromBase64Url = (text: string): Uint8Array | undefined => {
   if (!/^[A-Za-z0-9_-]*$/.test(text)) return undefined
@@ -41,7 +46,10 @@ export const requestIdOfStream = (key: string): JSONRPCId | undefined => {
   if (!bytes) return undefined
   try {
     const id: unknown = JSON.parse(decoder.decode(bytes))
-    return typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)) ? id : undefined
+    if (typeof id !== 'string' && (typeof id !== 'number' || !Number.isFinite(id))) return undefined
+    // Only the key requestStreamKey issues names the stream: base64 with stray trailing
+    // bits, or JSON with extra whitespace, decodes to the same id but is another key.
+    return requestStreamKey(id) === key ? id : undefined
   } catch {
     return undefined
   }

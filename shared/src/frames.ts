@@ -9,8 +9,6 @@
  * exchange (a POST, or a GET stream) on that bridge replica. Channel numbers are
  * local to one WebSocket connection.
  */
-import { z } from 'zod'
-
 /** WebSocket subprotocol spoken by bridge and sidecar; bumped on incompatible changes. */
 export const FRAME_PROTOCOL = 'ferry.v1'
 
@@ -22,90 +20,88 @@ export const UpgradeHeader = {
   authorization: 'authorization',
 } as const
 
-const channel = z.number().int().nonnegative()
-const traceFields = {
-  /** W3C traceparent of the bridge span that carried this message. */
-  tp: z.string().max(128).optional(),
-  /** W3C tracestate accompanying `tp`. */
-  ts: z.string().max(512).optional(),
+/** Trace context a frame may carry: the W3C traceparent and tracestate of the sending span. */
+interface TraceFields {
+  tp?: string
+  ts?: string
 }
 
 /** A client request: opens the request's stream in the sidecar. Payload: the request. */
-export const RequestFrameSchema = z.object({ t: z.literal('req'), ch: channel, ...traceFields })
+export interface RequestFrame extends TraceFields {
+  t: 'req'
+  ch: number
+}
 /** A client notification or response. Payload: the message. Answered by `ack` or `err`. */
-export const MessageFrameSchema = z.object({ t: z.literal('msg'), ch: channel, ...traceFields })
+export interface MessageFrame extends TraceFields {
+  t: 'msg'
+  ch: number
+}
 /**
  * Attaches a channel to a stream: without `after`, the standalone (GET) stream,
  * taking it over from whichever channel held it; with `after`, the stream that
- * event id belongs to, replaying what followed it.
+ * event id belongs to, replaying what followed it. Answered by `ack` (or `err`).
  */
-export const AttachFrameSchema = z.object({
-  t: z.literal('get'),
-  ch: channel,
-  after: z.string().max(256).optional(),
-})
+export interface AttachFrame {
+  t: 'get'
+  ch: number
+  after?: string
+}
 /** The bridge no longer listens on a channel (client gone, or connection closed for polling). */
-export const DetachFrameSchema = z.object({ t: z.literal('detach'), ch: channel })
+export interface DetachFrame {
+  t: 'detach'
+  ch: number
+}
 /** Ends the session (HTTP DELETE). Answered by `ack`, then `exit` to every connection. */
-export const TerminateFrameSchema = z.object({ t: z.literal('bye'), ch: channel })
-
-export const BridgeFrameHeaderSchema = z.discriminatedUnion('t', [
-  RequestFrameSchema,
-  MessageFrameSchema,
-  AttachFrameSchema,
-  DetachFrameSchema,
-  TerminateFrameSchema,
-])
-export type BridgeFrameHeader = z.infer<typeof BridgeFrameHeaderSchema>
+export interface TerminateFrame {
+  t: 'bye'
+  ch: number
+}
+export type BridgeFrameHeader = RequestFrame | MessageFrame | AttachFrame | DetachFrame | TerminateFrame
 
 /** One SSE event for a channel. Payload: the message. `fin` marks the response that ends a POST stream. */
-export const EventFrameSchema = z.object({
-  t: z.literal('ev'),
-  ch: channel,
-  id: z.string(),
-  fin: z.literal(1).optional(),
-  ...traceFields,
-})
+export interface EventFrame extends TraceFields {
+  t: 'ev'
+  ch: number
+  id: string
+  fin?: 1
+}
+export const END_REASONS = ['complete', 'cancelled', 'takeover', 'session'] as const
 /** The channel's stream has nothing more (complete, cancelled, or taken over by another channel). */
-export const EndFrameSchema = z.object({
-  t: z.literal('end'),
-  ch: channel,
-  reason: z.enum(['complete', 'cancelled', 'takeover', 'session']),
-})
-/** A `msg` or `bye` was accepted. */
-export const AckFrameSchema = z.object({ t: z.literal('ack'), ch: channel })
+export interface EndFrame {
+  t: 'end'
+  ch: number
+  reason: (typeof END_REASONS)[number]
+}
+/** A `msg`, `get` or `bye` was accepted. */
+export interface AckFrame {
+  t: 'ack'
+  ch: number
+}
+export const FRAME_ERROR_CODES = ['bad_message', 'duplicate_id', 'unknown_stream', 'not_running'] as const
+export type FrameErrorCode = (typeof FRAME_ERROR_CODES)[number]
 /** A channel's frame was refused; `code` says why. */
-export const ErrorFrameSchema = z.object({
-  t: z.literal('err'),
-  ch: channel,
-  code: z.enum(['bad_message', 'duplicate_id', 'unknown_stream', 'not_running']),
-  message: z.string(),
-})
+export interface ErrorFrame {
+  t: 'err'
+  ch: number
+  code: FrameErrorCode
+  message: string
+}
 /** Events of a resumed stream were evicted from the log before the resume; `missed` counts them. */
-export const GapFrameSchema = z.object({
-  t: z.literal('gap'),
-  ch: channel,
-  missed: z.number().int().nonnegative(),
-})
+export interface GapFrame {
+  t: 'gap'
+  ch: number
+  missed: number
+}
+export const EXIT_REASONS = ['server_exit', 'deleted', 'idle', 'shutdown'] as const
+export type ExitReason = (typeof EXIT_REASONS)[number]
 /** The session is over: the server exited, the session was deleted, idled out or stopped. */
-export const ExitFrameSchema = z.object({
-  t: z.literal('exit'),
-  reason: z.enum(['server_exit', 'deleted', 'idle', 'shutdown']),
-  code: z.number().int().nullable().optional(),
-  signal: z.string().nullable().optional(),
-})
-
-export const SidecarFrameHeaderSchema = z.discriminatedUnion('t', [
-  EventFrameSchema,
-  EndFrameSchema,
-  AckFrameSchema,
-  ErrorFrameSchema,
-  GapFrameSchema,
-  ExitFrameSchema,
-])
-export type SidecarFrameHeader = z.infer<typeof SidecarFrameHeaderSchema>
-export type ExitReason = z.infer<typeof ExitFrameSchema>['reason']
-export type FrameErrorCode = z.infer<typeof ErrorFrameSchema>['code']
+export interface ExitFrame {
+  t: 'exit'
+  reason: ExitReason
+  code?: number | null
+  signal?: string | null
+}
+export type SidecarFrameHeader = EventFrame | EndFrame | AckFrame | ErrorFrame | GapFrame | ExitFrame
 
 /** A decoded frame: its validated header and the raw payload text, if any. */
 export interface Frame<H> {
@@ -117,8 +113,51 @@ export interface Frame<H> {
 export const encodeFrame = (header: BridgeFrameHeader | SidecarFrameHeader, payload?: string) =>
   payload === undefined ? JSON.stringify(header) : `${JSON.stringify(header)}\n${payload}`
 
+type Fields = Record<string, unknown>
+type Check = (header: Fields) => boolean
+
+const isChannel = (value: unknown) => Number.isSafeInteger(value) && (value as number) >= 0
+const isShortString = (max: number) => (value: unknown) =>
+  typeof value === 'string' && value.length <= max
+const optional = (check: (value: unknown) => boolean) => (value: unknown) =>
+  value === undefined || check(value)
+const oneOf = (values: readonly string[]) => (value: unknown) =>
+  typeof value === 'string' && values.includes(value)
+const hasTrace: Check = (h) => optional(isShortString(128))(h.tp) && optional(isShortString(512))(h.ts)
+
+// Hand-written rather than a schema library: this runs on every frame on both
+// sides, and it keeps the sidecar bundle small and quick to start.
+const bridgeChecks: Record<BridgeFrameHeader['t'], Check> = {
+  req: hasTrace,
+  msg: hasTrace,
+  get: (h) => optional(isShortString(256))(h.after),
+  detach: () => true,
+  bye: () => true,
+}
+const sidecarChecks: Record<Exclude<SidecarFrameHeader['t'], 'exit'>, Check> = {
+  ev: (h) => typeof h.id === 'string' && optional((v) => v === 1)(h.fin) && hasTrace(h),
+  end: (h) => oneOf(END_REASONS)(h.reason),
+  ack: () => true,
+  err: (h) => oneOf(FRAME_ERROR_CODES)(h.code) && typeof h.message === 'string',
+  gap: (h) => Number.isSafeInteger(h.missed) && (h.missed as number) >= 0,
+}
+const isExit: Check = (h) =>
+  oneOf(EXIT_REASONS)(h.reason) &&
+  optional((v) => v === null || Number.isSafeInteger(v))(h.code) &&
+  optional((v) => v === null || typeof v === 'string')(h.signal)
+
+const validBridgeHeader = (h: Fields): h is Fields & BridgeFrameHeader => {
+  const check = bridgeChecks[h.t as BridgeFrameHeader['t']]
+  return check !== undefined && Object.hasOwn(bridgeChecks, h.t as string) && isChannel(h.ch) && check(h)
+}
+const validSidecarHeader = (h: Fields): h is Fields & SidecarFrameHeader => {
+  if (h.t === 'exit') return isExit(h)
+  const check = sidecarChecks[h.t as keyof typeof sidecarChecks]
+  return check !== undefined && Object.hasOwn(sidecarChecks, h.t as string) && isChannel(h.ch) && check(h)
+}
+
 const decodeWith =
-  <H>(schema: z.ZodType<H>) =>
+  <H>(valid: (header: Fields) => boolean) =>
   (text: string): Frame<H> | undefined => {
     // JSON text never contains a raw newline outside whitespace, and encodeFrame
     // writes the header without any, so the first newline ends the header.
@@ -129,12 +168,13 @@ const decodeWith =
     } catch {
       return undefined
     }
-    const parsed = schema.safeParse(raw)
-    if (!parsed.success) return undefined
-    return { header: parsed.data, payload: cut === -1 ? undefined : text.slice(cut + 1) }
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || !valid(raw as Fields)) {
+      return undefined
+    }
+    return { header: raw as H, payload: cut === -1 ? undefined : text.slice(cut + 1) }
   }
 
 /** Decodes a frame sent by the bridge; undefined when it is malformed. */
-export const decodeBridgeFrame = decodeWith(BridgeFrameHeaderSchema)
+export const decodeBridgeFrame = decodeWith<BridgeFrameHeader>(validBridgeHeader)
 /** Decodes a frame sent by the sidecar; undefined when it is malformed. */
-export const decodeSidecarFrame = decodeWith(SidecarFrameHeaderSchema)
+export const decodeSidecarFrame = decodeWith<SidecarFrameHeader>(validSidecarHeader)

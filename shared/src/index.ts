@@ -25,9 +25,7 @@ export {
   type Frame,
   type FrameErrorCode,
   type SidecarFrameHeader,
-  BridgeFrameHeaderSchema,
   FRAME_PROTOCOL,
-  SidecarFrameHeaderSchema,
   UpgradeHeader,
   decodeBridgeFrame,
   decodeSidecarFrame,
@@ -55,6 +53,5 @@ export {
   defaultCatalog,
   loadCatalogFile,
   parseCatalog,
-  parseDuration,
-  parseSize,
 } from './catalog.ts'
+export { parseDuration, parseSize } from './units.ts'

@@ -7,7 +7,7 @@
  * The per-session secret comes from `FERRY_SIDECAR_SECRET` or `--secret-file` and
  * is removed from the environment the MCP server gets.
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { type LogLevel, parseDuration, parseSize } from '@ferry/shared'
 import { runSidecar, type SidecarOptions } from './sidecar.ts'
@@ -39,6 +39,18 @@ Options:
 `
 
 export class UsageError extends Error {}
+
+const LOG_LEVELS: readonly LogLevel[] = [
+  'fatal',
+  'error',
+  'warn',
+  'info',
+  'debug',
+  'trace',
+  'silent',
+]
+/** Node's timers overflow above this and then fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** Parses the command line and environment into sidecar options. */
 export function parseSidecarArgs(
@@ -76,19 +88,26 @@ export function parseSidecarArgs(
   const secret = values['secret-file']
     ? readFileSync(values['secret-file'], 'utf8').trim()
     : env[SECRET_ENV]
-  if (!secret) throw new UsageError(`missing the session secret: set $${SECRET_ENV} or --secret-file`)
+  if (!secret)
+    throw new UsageError(`missing the session secret: set $${SECRET_ENV} or --secret-file`)
   const integer = (name: string, text: string | undefined, fallback: number) => {
     if (text === undefined) return fallback
     const value = Number(text)
-    if (!Number.isInteger(value) || value < 0) throw new UsageError(`--${name}: not a whole number: ${text}`)
+    if (!Number.isInteger(value) || value < 0)
+      throw new UsageError(`--${name}: not a whole number: ${text}`)
     return value
   }
-  const duration = (name: string, text: string | undefined, fallback: string) => {
+  const duration = (name: string, text: string | undefined, fallback: string, min = 0) => {
+    let value: number
     try {
-      return parseDuration(text ?? fallback)
+      value = parseDuration(text ?? fallback)
     } catch (error) {
       throw new UsageError(`--${name}: ${(error as Error).message}`)
     }
+    if (value < min || value > MAX_TIMER_MS) {
+      throw new UsageError(`--${name}: must be between ${min}ms and ${MAX_TIMER_MS}ms: ${text}`)
+    }
+    return value
   }
   const size = (name: string, text: string | undefined, fallback: string) => {
     try {
@@ -96,6 +115,12 @@ export function parseSidecarArgs(
     } catch (error) {
       throw new UsageError(`--${name}: ${(error as Error).message}`)
     }
+  }
+  const port = integer('port', values.port, 8080)
+  if (port > 65535) throw new UsageError(`--port: not a port number: ${values.port}`)
+  const logLevel = values['log-level'] ?? 'info'
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new UsageError(`--log-level: one of ${LOG_LEVELS.join('|')}: ${logLevel}`)
   }
   const serverEnv = { ...env }
   delete serverEnv[SECRET_ENV]
@@ -107,20 +132,33 @@ export function parseSidecarArgs(
     sessionName,
     secret,
     host: values.host ?? env.POD_IP ?? '127.0.0.1',
-    port: integer('port', values.port, 8080),
-    idleTimeoutMs: duration('idle-timeout', values['idle-timeout'], '15m'),
+    port,
+    idleTimeoutMs: duration('idle-timeout', values['idle-timeout'], '15m', 1),
     stopGraceMs: duration('stop-grace', values['stop-grace'], '5s'),
     maxLineBytes: size('max-line', values['max-line'], '16mb'),
     maxPayload: size('max-payload', values['max-payload'], '16mb'),
-    heartbeatMs: duration('heartbeat', values.heartbeat, '15s'),
+    heartbeatMs: duration('heartbeat', values.heartbeat, '15s', 1),
     eventLog: {
       maxEvents: integer('log-max-events', values['log-max-events'], 1000),
       maxBytes: size('log-max-bytes', values['log-max-bytes'], '8mb'),
       maxAgeMs: duration('log-max-age', values['log-max-age'], '10m'),
     },
-    readyFd: values['ready-fd'] === undefined ? undefined : integer('ready-fd', values['ready-fd'], 3),
-    logLevel: (values['log-level'] ?? 'info') as LogLevel,
+    readyFd:
+      values['ready-fd'] === undefined ? undefined : integer('ready-fd', values['ready-fd'], 3),
+    logLevel: logLevel as LogLevel,
   }
+}
+
+/** Writes a fatal JSON log line synchronously, so it is out before the process exits. */
+const writeFatal = (fields: Record<string, unknown>, msg: string) => {
+  const line = {
+    level: 'fatal',
+    time: new Date().toISOString(),
+    component: 'sidecar',
+    ...fields,
+    msg,
+  }
+  writeSync(2, `${JSON.stringify(line)}\n`)
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -132,13 +170,24 @@ export async function main(argv: string[]): Promise<void> {
     process.stderr.write(message.endsWith('\n') ? message : `${message}\n`)
     process.exit(error instanceof UsageError && message === USAGE ? 0 : 2)
   }
+  // A sidecar in an unknown state must not linger: say why and exit, which also kills
+  // the server's process group (see runSidecar).
+  process.on('uncaughtException', (error) => {
+    const err = error instanceof Error ? error : new Error(String(error))
+    writeFatal(
+      {
+        session: options.sessionName,
+        err: { type: err.name, message: err.message, stack: err.stack },
+      },
+      'uncaught exception'
+    )
+    process.exit(1)
+  })
   let sidecar
   try {
     sidecar = await runSidecar(options)
   } catch (error) {
-    process.stderr.write(
-      `${JSON.stringify({ level: 'fatal', component: 'sidecar', msg: (error as Error).message })}\n`
-    )
+    writeFatal({ session: options.sessionName }, (error as Error).message)
     process.exit(1)
   }
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -17,4 +17,9 @@ export {
 
 /** Absolute path of the bundled sidecar, `dist/sidecar.mjs`. */
 export const sidecarBundlePath = (): string =>
-  fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../dist/sidecar.mjs' : './sidecar.mjs', import.meta.url))
+  fileURLToPath(
+    new URL(
+      import.meta.url.endsWith('.ts') ? '../dist/sidecar.mjs' : './sidecar.mjs',
+      import.meta.url
+    )
+  )

@@ -59,7 +59,9 @@ export interface RunningSidecar {
 export async function runSidecar(options: SidecarOptions): Promise<RunningSidecar> {
   const logger =
     options.logger ??
-    createLogger({ name: 'sidecar', level: options.logLevel }).child({ session: options.sessionName })
+    createLogger({ name: 'sidecar', level: options.logLevel }).child({
+      session: options.sessionName,
+    })
   const server = new StdioServerProcess({
     command: options.command,
     args: options.args,
@@ -119,7 +121,10 @@ export async function runSidecar(options: SidecarOptions): Promise<RunningSideca
 
   server.onmessage = (line) => session.handleServerLine(line)
   server.onoversize = (bytes) =>
-    logger.warn({ bytes, limit: options.maxLineBytes }, 'skipped a server output line over the limit')
+    logger.warn(
+      { bytes, limit: options.maxLineBytes },
+      'skipped a server output line over the limit'
+    )
   server.ondrain = () => network.resumeInput()
   server.onexit = (exit) => {
     if (finishing) return
@@ -130,12 +135,34 @@ export async function runSidecar(options: SidecarOptions): Promise<RunningSideca
   session.onend = (end) => stop(end.reason)
 
   await server.start()
-  const port = await network.listen({
-    onpeer: (peer) => session.addPeer(peer),
-    onframe: (peer, frame) => session.handleBridgeFrame(peer, frame),
-    onpeerclose: (peer) => session.removePeer(peer),
-    onbackpressure: (paused) => (paused ? server.pauseOutput() : server.resumeOutput()),
-  })
+  // The server runs detached in its own process group, so a sidecar that dies without
+  // stopping it (an uncaught exception, process.exit) would leave it running: the exit
+  // event is the last, synchronous, chance to take the group down.
+  const killServerGroup = () => {
+    if (server.pid === undefined || server.exited) return
+    try {
+      process.kill(-server.pid, 'SIGKILL')
+    } catch {
+      // Already gone.
+    }
+  }
+  process.on('exit', killServerGroup)
+  void done.then(() => process.off('exit', killServerGroup))
+
+  let port: number
+  try {
+    port = await network.listen({
+      onpeer: (peer) => session.addPeer(peer),
+      onframe: (peer, frame) => session.handleBridgeFrame(peer, frame),
+      onpeerclose: (peer) => session.removePeer(peer),
+      onbackpressure: (paused) => (paused ? server.pauseOutput() : server.resumeOutput()),
+    })
+  } catch (error) {
+    finishing = true
+    await server.stop('the sidecar cannot listen')
+    process.off('exit', killServerGroup)
+    throw error
+  }
   const tick = Math.max(50, Math.min(1000, Math.floor(options.idleTimeoutMs / 4)))
   timer = setInterval(() => {
     log.evict()

@@ -21,7 +21,8 @@ export interface ConnectionPoolOptions {
 export interface SessionTarget {
   sessionName: string
   address: string
-  secret: string
+  /** The per-session secret; asked for only when a dial is needed. */
+  secret: () => Promise<string>
 }
 
 export class ConnectionPool {
@@ -79,7 +80,7 @@ export class ConnectionPool {
       connection = await this.dial({
         address: target.address,
         sessionName: target.sessionName,
-        secret: target.secret,
+        secret: await target.secret(),
         timeoutMs: this.options.dialTimeoutMs,
         maxPayload: this.options.maxPayload,
         heartbeatMs: this.options.heartbeatMs,

@@ -23,6 +23,8 @@ export interface LocalRuntimeOptions {
   sidecarPath?: string
   /** Node binary running the sidecar; defaults to this process's. */
   nodePath?: string
+  /** Node flags for sidecars; defaults to {@link SIDECAR_NODE_FLAGS}. */
+  nodeFlags?: string[]
   /** Log level passed to sidecars. */
   logLevel?: LogLevel
   /** Bridge → sidecar WebSocket ping interval in ms. */
@@ -30,6 +32,13 @@ export interface LocalRuntimeOptions {
   /** Largest frame a sidecar accepts. */
   maxPayload: number
 }
+
+/**
+ * A sidecar is a small, mostly idle relay, so trade V8's throughput settings for
+ * memory: a 1 MiB young generation and no V8 helper threads save about a third
+ * of its footprint (measured in `npm run bench`).
+ */
+export const SIDECAR_NODE_FLAGS = ['--max-semi-space-size=1', '--single-threaded']
 
 const exitText = (code: number | null, signal: NodeJS.Signals | null) =>
   signal ? `was killed by ${signal}` : `exited with code ${code}`
@@ -50,6 +59,7 @@ export class LocalRuntime implements SessionRuntime {
   async start(spec: WorkloadSpec, signal: AbortSignal): Promise<Workload> {
     const server = spec.server as LocalServerConfig
     const args = [
+      ...(this.options.nodeFlags ?? SIDECAR_NODE_FLAGS),
       this.options.sidecarPath ?? sidecarBundlePath(),
       '--session',
       spec.sessionName,

@@ -18,7 +18,7 @@ export interface SessionDirectoryOptions {
 /** A session id's claims and how to reach its sidecar. */
 export interface ResolvedSession {
   claims: SessionClaims
-  target: () => Promise<SessionTarget>
+  target: SessionTarget
 }
 
 export class SessionDirectory {
@@ -48,12 +48,12 @@ export class SessionDirectory {
     const keyId = this.codec.keyIdOf(sessionId)!
     return {
       claims,
-      // The secret is needed only to dial, which pooled connections rarely do.
-      target: async () => ({
+      target: {
         sessionName: claims.sid,
         address: claims.addr,
-        secret: await deriveSidecarSecret(this.keyring, keyId, claims.sid),
-      }),
+        // Derived only to dial, which pooled connections rarely need.
+        secret: () => deriveSidecarSecret(this.keyring, keyId, claims.sid),
+      },
     }
   }
 }

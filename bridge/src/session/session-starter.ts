@@ -90,16 +90,18 @@ export class SessionStarter {
     } finally {
       this.starting--
     }
+    const ready = Date.now()
     const stop = () => void runtime.stop({ sessionName, ref: workload.ref }).catch(() => undefined)
     let connection: SidecarConnection
     try {
-      connection = await pool.get({ sessionName, address: workload.address, secret })
+      connection = await pool.get({ sessionName, address: workload.address, secret: async () => secret })
     } catch (error) {
       clearTimeout(timer)
       stop()
       log.warn({ error: (error as Error).message }, 'session start failed: sidecar unreachable')
       return reply(ErrorCode.ServerError, `Session start failed: ${(error as Error).message}`)
     }
+    const connected = Date.now()
     const events = await this.forward(connection, body, signal)
     clearTimeout(timer)
     const last = events.at(-1)
@@ -129,7 +131,16 @@ export class SessionStarter {
       ...(workload.ref ? { ref: workload.ref } : {}),
       pv: result.protocolVersion,
     })
-    log.info({ runtime: runtime.kind, ms: Date.now() - started }, 'session started')
+    log.info(
+      {
+        runtime: runtime.kind,
+        ms: Date.now() - started,
+        readyMs: ready - started,
+        connectMs: connected - ready,
+        initializeMs: Date.now() - connected,
+      },
+      'session started'
+    )
     const headers = { [SESSION_ID_HEADER]: sessionId }
     if (events.length === 1) {
       return new Response(last.payload, { headers: { 'content-type': 'application/json', ...headers } })

@@ -32,6 +32,7 @@ import {
   checkProtocolVersion,
   supportsPriming,
 } from './request-checks.ts'
+import { readBody } from './read-body.ts'
 import { SSE_HEADERS, SseStream } from './sse-stream.ts'
 
 export interface StreamSettings {
@@ -50,10 +51,16 @@ export interface StreamableHTTPOptions {
   starter: SessionStarter
   originPolicy: OriginPolicy
   streams: StreamSettings
+  /** Largest POST body in bytes. */
+  bodyLimit: number
   logger: Logger
 }
 
 export const SESSION_HEADER = 'mcp-session-id'
+/** The only revision that allows JSON-RPC batches. */
+const BATCH_PROTOCOL_VERSION = '2025-03-26'
+/** Most messages in one batch (the MCP TypeScript SDK's limit). */
+const MAX_BATCH_SIZE = 100
 
 const sessionNotFound = () =>
   new FerryHTTPError(404, ErrorCode.SessionNotFound, 'Session not found')
@@ -108,7 +115,7 @@ export class StreamableHTTPHandler {
 
   private async connect(session: ResolvedSession): Promise<SidecarConnection> {
     try {
-      return await this.options.pool.get(await session.target())
+      return await this.options.pool.get(session.target)
     } catch (error) {
       if (error instanceof DialError && error.gone) throw sessionNotFound()
       throw new FerryHTTPError(502, ErrorCode.ServerError, "Cannot reach the session's sidecar")
@@ -120,20 +127,14 @@ export class StreamableHTTPHandler {
     checkContentType(headers.get('content-type') ?? undefined)
     checkPostAccept(headers.get('accept') ?? undefined)
     checkProtocolVersion(headers.get('mcp-protocol-version') ?? undefined)
-    const body = await request.text()
+    const body = await readBody(request, this.options.bodyLimit)
     let value: unknown
     try {
       value = JSON.parse(body)
     } catch {
       throw new FerryHTTPError(400, ErrorCode.ParseError, 'Parse error: the body is not valid JSON')
     }
-    if (Array.isArray(value)) {
-      throw new FerryHTTPError(
-        400,
-        ErrorCode.InvalidRequest,
-        'Invalid Request: JSON-RPC batches are not supported; send one message per POST'
-      )
-    }
+    if (Array.isArray(value)) return this.relayBatch(request, serverName, value)
     const message = classifyMessage(value)
     if (!message) {
       throw new FerryHTTPError(400, ErrorCode.InvalidRequest, 'Invalid Request: not a JSON-RPC 2.0 message')
@@ -151,6 +152,64 @@ export class StreamableHTTPHandler {
       return this.relayRequest(connection, message.message, body, session, request.signal)
     }
     return this.relayMessage(connection, body)
+  }
+
+  /**
+   * A JSON-RPC batch, allowed only in sessions that negotiated 2025-03-26 (batching
+   * was removed in 2025-06-18). Notifications and responses are relayed first, in
+   * order; requests then share one SSE stream that ends after their last response.
+   */
+  private async relayBatch(request: Request, serverName: string, batch: unknown[]): Promise<Response> {
+    const invalid = (why: string) => new FerryHTTPError(400, ErrorCode.InvalidRequest, `Invalid Request: ${why}`)
+    if (!request.headers.has(SESSION_HEADER)) throw invalid('initialize cannot be part of a batch')
+    const session = await this.session(request, serverName)
+    if (session.claims.pv !== BATCH_PROTOCOL_VERSION) {
+      throw invalid(`JSON-RPC batches are not allowed in protocol version ${session.claims.pv}`)
+    }
+    if (batch.length === 0 || batch.length > MAX_BATCH_SIZE) {
+      throw invalid(`a batch holds 1 to ${MAX_BATCH_SIZE} messages`)
+    }
+    const messages = batch.map((item) => ({ item, classified: classifyMessage(item) }))
+    if (messages.some((m) => !m.classified)) throw invalid('a batch element is not a JSON-RPC message')
+    if (messages.some((m) => m.classified!.kind === 'request' && m.classified!.message.method === 'initialize')) {
+      throw invalid('initialize cannot be part of a batch')
+    }
+    const connection = await this.connect(session)
+    for (const { item, classified } of messages) {
+      if (classified!.kind === 'request') continue
+      const answer = await this.relayMessage(connection, JSON.stringify(item))
+      if (answer.status !== 202) return answer
+    }
+    const requests = messages.filter((m) => m.classified!.kind === 'request')
+    if (requests.length === 0) return new Response(null, { status: 202 })
+    const { streams } = this.options
+    const sse = new SseStream({ keepAliveMs: streams.keepAliveMs, maxBacklogBytes: streams.maxBacklogBytes })
+    let open = requests.length
+    const channels: number[] = []
+    const settle = () => {
+      if (--open === 0) sse.close()
+    }
+    sse.onclose = () => {
+      for (const ch of channels) connection.release(ch, true)
+    }
+    for (const { item, classified } of requests) {
+      const id = (classified!.message as JSONRPCRequest).id
+      const fail = (text: string) => {
+        sse.event(undefined, JSON.stringify(errorResponse(id, ErrorCode.ServerError, text)))
+        settle()
+      }
+      const ch = connection.open({ t: 'req' }, JSON.stringify(item), {
+        onevent: (eventId, payload, fin) => {
+          sse.event(eventId, payload)
+          if (fin) settle()
+        },
+        onend: settle,
+        onerror: (_code, text) => fail(text),
+        onlost: (exit) => fail(exit ? 'The session ended' : "Lost the connection to the session's sidecar"),
+      })
+      channels.push(ch)
+    }
+    return new Response(sse.body, { status: 200, headers: SSE_HEADERS })
   }
 
   /** A notification or response: 202 once the sidecar has handed it to the server. */

@@ -104,7 +104,13 @@ export class EventLog<L extends StreamListener = StreamListener> {
   }
 
   append(stream: LoggedStream<L>, payload: string, fin: boolean): LoggedEvent {
-    const event: LoggedEvent = { stream: stream.key, seq: stream.nextSeq++, payload, fin, at: this.now() }
+    const event: LoggedEvent = {
+      stream: stream.key,
+      seq: stream.nextSeq++,
+      payload,
+      fin,
+      at: this.now(),
+    }
     stream.events.push(event)
     this.fifo.push(event)
     // Payloads are JSON text; its length is close enough to bytes for a bound.

@@ -50,7 +50,7 @@ type Stream = LoggedStream<Listener>
 
 /** How the session reaches the MCP server process. */
 export interface ServerPort {
-  /** Writes one serialized line; false when the pipe is full. */
+  /** Writes one serialized line; false when the pipe is full; throws when the server is not running. */
   send(line: string): boolean
 }
 
@@ -182,13 +182,13 @@ export class SidecarSession {
       })
       return
     }
+    if (!this.writeToServer(peer, ch, payload!)) return
     const stream = this.log.open(key)
     stream.listener = { peer, ch }
     this.pending.set(key, stream)
     const token = progressTokenOf(request)
     if (token !== undefined) this.progress.set(idKey(token), stream)
     this.lastActivity = this.now()
-    this.writeToServer(payload!)
   }
 
   private acceptMessage(peer: BridgePeer, ch: number, payload: string | undefined): void {
@@ -198,6 +198,7 @@ export class SidecarSession {
       peer.send({ t: 'err', ch, code: 'bad_message', message: 'requests open a stream' })
       return
     }
+    if (!this.writeToServer(peer, ch, payload!)) return
     if (classified.kind === 'response') {
       const id = classified.message.id
       if (id !== null) this.serverRequests.delete(idKey(id))
@@ -205,7 +206,6 @@ export class SidecarSession {
       this.cancelledByClient(classified.message)
     }
     this.lastActivity = this.now()
-    this.writeToServer(payload!)
     peer.send({ t: 'ack', ch })
   }
 
@@ -221,9 +221,20 @@ export class SidecarSession {
     listener?.peer.send({ t: 'end', ch: listener.ch, reason: 'cancelled' })
   }
 
-  private writeToServer(payload: string): void {
-    // The server reads newline-delimited JSON; a multi-line body must become one line.
-    this.server.send(serializeLine(payload))
+  /**
+   * Writes a client message to the server, or answers `not_running` when the server is
+   * already exiting or stopping (the session is about to end) and returns false.
+   */
+  private writeToServer(peer: BridgePeer, ch: number, payload: string): boolean {
+    try {
+      // The server reads newline-delimited JSON; a multi-line body must become one line.
+      this.server.send(serializeLine(payload))
+      return true
+    } catch (error) {
+      this.logger.warn({ error: (error as Error).message }, 'refused a message: server not running')
+      peer.send({ t: 'err', ch, code: 'not_running', message: 'the MCP server is not running' })
+      return false
+    }
   }
 
   /** Answers `ack` (or `err` for an id that is not ours), then replays, then goes live. */
@@ -234,7 +245,12 @@ export class SidecarSession {
     }
     const cursor = parseEventId(after)
     if (!cursor) {
-      peer.send({ t: 'err', ch, code: 'unknown_stream', message: `Last-Event-ID ${after} is not an event id of this session` })
+      peer.send({
+        t: 'err',
+        ch,
+        code: 'unknown_stream',
+        message: `Last-Event-ID ${after} is not an event id of this session`,
+      })
       return
     }
     peer.send({ t: 'ack', ch })
@@ -262,7 +278,8 @@ export class SidecarSession {
     }
     const { events, missed } = stream.after(afterSeq)
     if (missed > 0) peer.send({ t: 'gap', ch, missed })
-    for (const event of events) this.sendEvent(peer, ch, stream, event.seq, event.payload, event.fin)
+    for (const event of events)
+      this.sendEvent(peer, ch, stream, event.seq, event.payload, event.fin)
     if (stream.complete) {
       stream.listener = undefined
       if (!events.some((event) => event.fin)) peer.send({ t: 'end', ch, reason: 'complete' })
@@ -296,12 +313,18 @@ export class SidecarSession {
     try {
       value = JSON.parse(line)
     } catch {
-      this.logger.warn({ line: line.slice(0, 200) }, 'skipped a server output line that is not JSON')
+      this.logger.warn(
+        { line: line.slice(0, 200) },
+        'skipped a server output line that is not JSON'
+      )
       return
     }
     const classified = classifyMessage(value)
     if (!classified) {
-      this.logger.warn({ line: line.slice(0, 200) }, 'skipped a server output line that is not JSON-RPC')
+      this.logger.warn(
+        { line: line.slice(0, 200) },
+        'skipped a server output line that is not JSON-RPC'
+      )
       return
     }
     if (classified.kind === 'response') {
@@ -351,8 +374,11 @@ export class SidecarSession {
   private complete(stream: Stream): void {
     stream.complete = true
     this.pending.delete(stream.key)
+    // Idle time counts from the end of the last request, not from its start.
+    this.lastActivity = this.now()
     for (const [token, target] of this.progress) if (target === stream) this.progress.delete(token)
-    for (const [id, target] of this.serverRequests) if (target === stream) this.serverRequests.delete(id)
+    for (const [id, target] of this.serverRequests)
+      if (target === stream) this.serverRequests.delete(id)
   }
 
   private requestEnd(end: SessionEnd): void {

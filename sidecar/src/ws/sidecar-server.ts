@@ -133,12 +133,22 @@ export class SidecarServer {
     if (session !== sessionName) {
       // Another session's bridge reached this address (a reused IP or port): to
       // it, that session is gone.
-      logger.warn({ presented: typeof session === 'string' ? session : undefined }, 'refused a connection for another session')
+      logger.warn(
+        { presented: typeof session === 'string' ? session : undefined },
+        'refused a connection for another session'
+      )
       return refuse(socket, 404, 'Not Found')
     }
     if (!sameSecret(presented, secret)) {
       logger.warn({}, 'refused a connection without the session secret')
       return refuse(socket, 401, 'Unauthorized')
+    }
+    // ws would complete a handshake that offers no subprotocol (or only others) without
+    // one; a client that does not speak this frame protocol must not get a connection.
+    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim())
+    if (!offered.includes(FRAME_PROTOCOL)) {
+      logger.warn({ offered }, `refused a connection that does not offer ${FRAME_PROTOCOL}`)
+      return refuse(socket, 400, 'Bad Request')
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws))
   }
@@ -155,7 +165,10 @@ export class SidecarServer {
     ws.on('message', (data, isBinary) => {
       const frame = isBinary ? undefined : decodeBridgeFrame(data.toString())
       if (!frame) {
-        this.options.logger.warn({ peer: peer.id }, 'closed a connection that sent a malformed frame')
+        this.options.logger.warn(
+          { peer: peer.id },
+          'closed a connection that sent a malformed frame'
+        )
         ws.close(1008, 'malformed frame')
         return
       }
@@ -166,7 +179,9 @@ export class SidecarServer {
       this.uncongest(ws)
       handler.onpeerclose(peer)
     })
-    ws.on('error', (error) => this.options.logger.warn({ peer: peer.id, error: error.message }, 'bridge connection error'))
+    ws.on('error', (error) =>
+      this.options.logger.warn({ peer: peer.id, error: error.message }, 'bridge connection error')
+    )
     handler.onpeer(peer)
   }
 

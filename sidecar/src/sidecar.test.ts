@@ -1,0 +1,86 @@
+import { randomBytes } from 'node:crypto'
+import { existsSync, readFileSync, readdirSync } from 'node:fs'
+import { createServer, type Server } from 'node:net'
+import { afterEach, describe, expect, it } from 'vitest'
+import { silentLogger } from '@ferry/shared'
+import { runSidecar, type SidecarOptions } from './sidecar.ts'
+
+const HAS_PROC = existsSync('/proc/self/stat')
+
+/** A "server" that ignores SIGTERM and stdin EOF (only SIGKILL ends it), then says `ready` on stderr. */
+const STUBBORN_SERVER =
+  'process.on("SIGTERM",()=>{});process.stdin.resume();setInterval(()=>{},1000);console.error("ready")'
+
+const waitUntil = async (condition: () => boolean, what: string, boundMs = 5000) => {
+  const deadline = Date.now() + boundMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+/** Live (not zombie) processes whose command line contains `marker`. */
+const liveProcessesWith = (marker: string): number[] =>
+  readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+        const state = stat.slice(stat.lastIndexOf(')') + 2)[0]
+        return state !== 'Z' && readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(marker)
+      } catch {
+        return false
+      }
+    })
+    .map(Number)
+
+const blockers: Server[] = []
+afterEach(() => {
+  for (const blocker of blockers.splice(0)) blocker.close()
+})
+
+const options = (marker: string, overrides: Partial<SidecarOptions> = {}): SidecarOptions => ({
+  command: process.execPath,
+  args: ['-e', `${STUBBORN_SERVER}//${marker}`],
+  env: { PATH: process.env.PATH },
+  sessionName: 's',
+  secret: 'secret',
+  host: '127.0.0.1',
+  port: 0,
+  idleTimeoutMs: 60_000,
+  stopGraceMs: 200,
+  maxLineBytes: 1024 * 1024,
+  maxPayload: 1024 * 1024,
+  heartbeatMs: 60_000,
+  eventLog: { maxEvents: 100, maxBytes: 1024 * 1024, maxAgeMs: 60_000 },
+  logLevel: 'silent',
+  logger: silentLogger,
+  ...overrides,
+})
+
+describe('runSidecar', () => {
+  it('stops the server it started when it cannot listen', async () => {
+    const blocker = createServer()
+    blockers.push(blocker)
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+    const port = (blocker.address() as { port: number }).port
+    const marker = `ferry-test-${randomBytes(6).toString('hex')}`
+    const exitListeners = process.listenerCount('exit')
+    await expect(runSidecar(options(marker, { port }))).rejects.toThrow(/EADDRINUSE/)
+    if (HAS_PROC) expect(liveProcessesWith(marker)).toEqual([])
+    expect(process.listenerCount('exit')).toBe(exitListeners)
+  })
+
+  it('stops the server and resolves done with 0 when Ferry ends the session', async () => {
+    const marker = `ferry-test-${randomBytes(6).toString('hex')}`
+    const exitListeners = process.listenerCount('exit')
+    const sidecar = await runSidecar(options(marker))
+    expect(sidecar.port).toBeGreaterThan(0)
+    if (HAS_PROC) expect(liveProcessesWith(marker)).toHaveLength(1)
+    expect(process.listenerCount('exit')).toBe(exitListeners + 1)
+    sidecar.stop('deleted')
+    expect(await sidecar.done).toBe(0)
+    if (HAS_PROC) expect(liveProcessesWith(marker)).toEqual([])
+    await waitUntil(() => process.listenerCount('exit') === exitListeners, 'the exit hook to go')
+  })
+})

@@ -1,0 +1,116 @@
+/** The benchmark measurements, each run against one contender. */
+import type { Contender, BenchSession } from './contenders.ts'
+import { memoryOf } from './memory.ts'
+import { type LatencySummary, summarize } from './stats.ts'
+
+const MESSAGE = 'hello from ferry-bench'
+
+const openSessions = async (contender: Contender, count: number, parallel: number) => {
+  const sessions: BenchSession[] = []
+  const startLatencies: number[] = []
+  const started = performance.now()
+  for (let i = 0; i < count; i += parallel) {
+    await Promise.all(
+      Array.from({ length: Math.min(parallel, count - i) }, async () => {
+        const session = contender.session()
+        const t0 = performance.now()
+        await session.open()
+        await session.call('tools/list')
+        startLatencies.push(performance.now() - t0)
+        sessions.push(session)
+      })
+    )
+  }
+  return { sessions, startLatencies, wallMs: performance.now() - started }
+}
+
+const closeAll = (sessions: BenchSession[]) => Promise.all(sessions.map((s) => s.close()))
+
+/** One session, sequential `tools/call echo`. */
+export const latency = async (contender: Contender, calls: number, warmup: number): Promise<LatencySummary> => {
+  const session = contender.session()
+  await session.open()
+  for (let i = 0; i < warmup; i++) await session.echo(MESSAGE)
+  const samples: number[] = []
+  for (let i = 0; i < calls; i++) {
+    const t0 = performance.now()
+    await session.echo(MESSAGE)
+    samples.push(performance.now() - t0)
+  }
+  await session.close()
+  return summarize(samples)
+}
+
+export interface Throughput {
+  rps: number
+  latency: LatencySummary
+  /** The client's CPU use over the run, as a share of one core. */
+  clientCpu: number
+}
+
+/** `sessions` sessions, `inFlight` requests outstanding at all times, for `durationMs`. */
+export const throughput = async (
+  contender: Contender,
+  sessionCount: number,
+  inFlight: number,
+  durationMs: number
+): Promise<Throughput> => {
+  const { sessions } = await openSessions(contender, sessionCount, sessionCount)
+  for (const session of sessions) for (let i = 0; i < 50; i++) await session.echo(MESSAGE)
+  const samples: number[] = []
+  const cpu0 = process.cpuUsage()
+  const t0 = performance.now()
+  const deadline = t0 + durationMs
+  await Promise.all(
+    Array.from({ length: inFlight }, async (_, worker) => {
+      const session = sessions[worker % sessions.length]!
+      while (performance.now() < deadline) {
+        const start = performance.now()
+        await session.echo(MESSAGE)
+        samples.push(performance.now() - start)
+      }
+    })
+  )
+  const elapsed = performance.now() - t0
+  const cpu = process.cpuUsage(cpu0)
+  await closeAll(sessions)
+  return {
+    rps: (samples.length / elapsed) * 1000,
+    latency: summarize(samples),
+    clientCpu: (cpu.user + cpu.system) / 1000 / elapsed,
+  }
+}
+
+export interface SessionStart {
+  perSecond: number
+  latency: LatencySummary
+}
+
+/** `count` sessions created `parallel` at a time: initialize → first tools/list. */
+export const sessionStart = async (contender: Contender, count: number, parallel: number): Promise<SessionStart> => {
+  const { sessions, startLatencies, wallMs } = await openSessions(contender, count, parallel)
+  await closeAll(sessions)
+  return { perSecond: (count / wallMs) * 1000, latency: summarize(startLatencies) }
+}
+
+export interface Memory {
+  perSessionPss: number
+  totalPss: number
+  idlePss: number
+  processes: number
+}
+
+/** PSS of everything the contender runs, with `count` sessions open. */
+export const memory = async (contender: Contender, count: number): Promise<Memory> => {
+  const idle = memoryOf(contender.pids())
+  const { sessions } = await openSessions(contender, count, 5)
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  const loaded = memoryOf(contender.pids())
+  await closeAll(sessions)
+  return {
+    perSessionPss: loaded.pss / count,
+    totalPss: loaded.pss,
+    idlePss: idle.pss,
+    processes: loaded.processes,
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * `npm run bench`: Ferry against supergateway 4.0.0 `--stateful` and direct stdio,
+ * all fronting the same server-everything stdio server, interleaved round by
+ * round so ratios hold on a noisy machine. Writes `docs/benchmarks.md` and
+ * `docs/benchmarks.svg`. Loopback only; every phase is bounded.
+ *
+ * Options: `--rounds N` (default 3), `--quick` (short phases, for a smoke run),
+ * `--no-write` (print only).
+ */
+import { execFileSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { dirname, join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { fileURLToPath } from 'node:url'
+import { createRequire } from 'node:module'
+import { starters, type Contender } from './contenders.ts'
+import { latency, memory, sessionStart, throughput } from './measure.ts'
+import { renderReport, type Results } from './report.ts'
+import { runScale } from './scale.ts'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const require = createRequire(import.meta.url)
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    quick: { type: 'boolean', default: false },
+    'no-write': { type: 'boolean', default: false },
+  },
+})
+const rounds = Number(values.rounds)
+const quick = values.quick
+const plan = {
+  latencyCalls: quick ? 500 : 2000,
+  warmup: quick ? 100 : 300,
+  throughputMs: quick ? 1000 : 3000,
+  inFlight: [1, 16, 64],
+  startSessions: quick ? 10 : 20,
+  memorySessions: quick ? 10 : 50,
+  scaleSessions: quick ? [200, 1000] : [1000, 10_000],
+}
+
+const versionOf = (pkg: string) => (require(`${pkg}/package.json`) as { version: string }).version
+
+const results: Results = {
+  machine: {
+    cpu: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}`,
+    memory: `${Math.round(totalmem() / 2 ** 30)} GiB`,
+    node: process.version,
+    kernel: execFileSync('uname', ['-sr']).toString().trim(),
+  },
+  versions: {
+    ferry: versionOf('@ferry/bridge'),
+    supergateway: versionOf('supergateway'),
+    'server-everything': versionOf('@modelcontextprotocol/server-everything'),
+  },
+  plan,
+  rounds,
+  latency: {},
+  throughput: {},
+  sessionStart: {},
+  memory: {},
+}
+
+const log = (text: string) => process.stderr.write(`${text}\n`)
+const contenders = ['ferry', 'supergateway', 'stdio'] as const
+const push = <T>(table: Record<string, T[]>, name: string, value: T) => {
+  ;(table[name] ??= []).push(value)
+}
+
+for (let round = 1; round <= rounds; round++) {
+  // Rotate the order each round so no contender always runs first on a cold machine.
+  const order = contenders.map((_, i) => contenders[(i + round) % contenders.length]!)
+  for (const name of order) {
+    log(`round ${round}/${rounds}: ${name}`)
+    const contender: Contender = await starters[name]!()
+    try {
+      push(results.latency, name, await latency(contender, plan.latencyCalls, plan.warmup))
+      if (name !== 'stdio') {
+        for (const inFlight of plan.inFlight) {
+          push(
+            (results.throughput[inFlight] ??= {}),
+            name,
+            await throughput(contender, 4, inFlight, plan.throughputMs)
+          )
+        }
+      }
+      push(results.sessionStart, name, await sessionStart(contender, plan.startSessions, 5))
+      push(results.memory, name, await memory(contender, plan.memorySessions))
+    } finally {
+      await contender.stop()
+    }
+  }
+}
+
+log('scale')
+results.scale = await runScale(plan.scaleSessions)
+
+const { markdown, svg } = renderReport(results)
+process.stdout.write(markdown)
+if (!values['no-write']) {
+  writeFileSync(join(here, '../../docs/benchmarks.md'), markdown)
+  writeFileSync(join(here, '../../docs/benchmarks.svg'), svg)
+  log('wrote docs/benchmarks.md and docs/benchmarks.svg')
+}
