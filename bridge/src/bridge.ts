@@ -112,7 +112,9 @@ export const serveBridge = async (options: BridgeOptions): Promise<RunningBridge
   const { host, port: wantedPort, shutdownGrace } = catalog.bridge
   let server!: ServerType
   const port = await new Promise<number>((resolve, reject) => {
-    server = serve({ fetch: bridge.app.fetch, hostname: host, port: wantedPort }, (info) => resolve(info.port))
+    server = serve({ fetch: bridge.app.fetch, hostname: host, port: wantedPort }, (info) =>
+      resolve(info.port)
+    )
     server.once('error', reject)
   })
   logger.info({ host, port, servers: Object.keys(catalog.servers) }, 'bridge listening')

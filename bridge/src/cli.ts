@@ -46,7 +46,11 @@ export const builtInCatalog = (): Catalog => {
 const applyListenOverrides = (catalog: Catalog, env: NodeJS.ProcessEnv): Catalog => {
   const port = env.PORT === undefined ? catalog.bridge.port : Number(env.PORT)
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new CatalogError('invalid environment', [{ path: 'PORT', message: `not a port: ${env.PORT}` }], 'PORT')
+    throw new CatalogError(
+      'invalid environment',
+      [{ path: 'PORT', message: `not a port: ${env.PORT}` }],
+      'PORT'
+    )
   }
   return { ...catalog, bridge: { ...catalog.bridge, host: env.HOST ?? catalog.bridge.host, port } }
 }

@@ -29,9 +29,12 @@ export class FerryHTTPError extends Error {
   }
 
   toResponse(): Response {
-    return new Response(JSON.stringify(errorResponse(this.id, this.code, this.message, this.data)), {
-      status: this.status,
-      headers: { 'content-type': 'application/json', ...this.headers },
-    })
+    return new Response(
+      JSON.stringify(errorResponse(this.id, this.code, this.message, this.data)),
+      {
+        status: this.status,
+        headers: { 'content-type': 'application/json', ...this.headers },
+      }
+    )
   }
 }

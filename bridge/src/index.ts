@@ -3,7 +3,13 @@
  * The bridge as a library: assemble and serve it, or use its parts.
  */
 export { type AppOptions, createApp } from './app.ts'
-export { type Bridge, type BridgeOptions, type RunningBridge, createBridge, serveBridge } from './bridge.ts'
+export {
+  type Bridge,
+  type BridgeOptions,
+  type RunningBridge,
+  createBridge,
+  serveBridge,
+} from './bridge.ts'
 export { FerryHTTPError } from './errors.ts'
 export { ConnectionPool, type SessionTarget } from './relay/connection-pool.ts'
 export { type ChannelListener, DialError, SidecarConnection } from './relay/sidecar-connection.ts'

@@ -379,14 +379,14 @@ serverz: {}
       issuesOf(`
 servers:
   a: { command: x }
-  b: { runtime: kubernetes, command: x }
+  b: { runtime: docker, command: x }
   c: { runtime: local }
   d: { runtime: local, command: "  " }
   e: null
 `)
     ).toEqual([
-      { path: 'servers.a.runtime', message: 'required (one of "local")' },
-      { path: 'servers.b.runtime', message: 'expected one of "local", got "kubernetes"' },
+      { path: 'servers.a.runtime', message: 'required (one of "local", "kubernetes")' },
+      { path: 'servers.b.runtime', message: 'expected one of "local", "kubernetes", got "docker"' },
       { path: 'servers.c.command', message: 'required' },
       { path: 'servers.d.command', message: 'must not be empty' },
       { path: 'servers.e', message: 'expected a mapping, got an empty value' },

@@ -264,8 +264,164 @@ export const LocalServerSchema = z.strictObject({
   eventLog: EventLogSchema.prefault({}),
 })
 
+// Kubernetes objects Ferry passes through to the pod spec; the API server validates their inner shape.
+const KubeObjectSchema = z.record(z.string(), z.unknown())
+const QuantitySchema = z
+  .union([
+    z
+      .string()
+      .regex(/^[0-9.]+[a-zA-Z]*$/, 'expected a Kubernetes quantity like "500m", "256Mi" or "1"'),
+    z.number(),
+  ])
+  .transform(String)
+const ResourceListSchema = z.strictObject({
+  cpu: QuantitySchema.optional(),
+  memory: QuantitySchema.optional(),
+  'ephemeral-storage': QuantitySchema.optional(),
+})
+const K8S_LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/
+const K8S_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/
+
+/** `envFrom` entry: every key of a Secret or ConfigMap becomes an environment variable. */
+const EnvFromSchema = z.union([
+  z.strictObject({
+    secretRef: z.strictObject({
+      name: z.string().regex(K8S_NAME),
+      optional: z.boolean().optional(),
+    }),
+    prefix: z.string().optional(),
+  }),
+  z.strictObject({
+    configMapRef: z.strictObject({
+      name: z.string().regex(K8S_NAME),
+      optional: z.boolean().optional(),
+    }),
+    prefix: z.string().optional(),
+  }),
+])
+
+/** A server run as one Kubernetes Job per session (`runtime: kubernetes`). */
+export const KubernetesServerSchema = z.strictObject({
+  /** Where the server runs: `kubernetes` starts a `batch/v1` Job per session. Required. */
+  runtime: z.literal('kubernetes'),
+  /** Namespace of the session Jobs. Default `ferry-sessions`. */
+  namespace: z
+    .string()
+    .regex(K8S_NAME, 'expected a namespace name (RFC 1123 label)')
+    .default('ferry-sessions'),
+  /**
+   * How the sidecar gets into the pod. `image`: `image` is the Ferry sidecar image (Node with
+   * `npx` and `uvx`), which runs the sidecar and the server. `inject`: an init container copies the
+   * bundled sidecar from `sidecarImage` into an `emptyDir`, and `image` (any image with Node) runs
+   * `node /ferry/sidecar.mjs -- <command>`. Default `image`.
+   */
+  delivery: z.enum(['image', 'inject']).default('image'),
+  /** Image of the session pod's `mcp` container. Required. */
+  image: nonEmpty(),
+  /** Image holding `/ferry/sidecar.mjs`, used by the `inject` delivery. Default `ghcr.io/ferry-mcp/sidecar:0.1.0`. */
+  sidecarImage: nonEmpty().default('ghcr.io/ferry-mcp/sidecar:0.1.0'),
+  /** The Node binary in `image` that runs the sidecar. Default `node`. */
+  nodePath: nonEmpty().default('node'),
+  /** The MCP server command, run by the sidecar. Required. */
+  command: z.array(yamlString()).min(1, 'the server command is required'),
+  /** Arguments appended to `command`. Default `[]`. */
+  args: z.array(yamlString()).default([]),
+  /** Environment variables of the server. Default `{}`. */
+  env: z.record(EnvNameSchema, yamlString()).default({}),
+  /** Secrets and ConfigMaps whose keys become environment variables of the server. Default `[]`. */
+  envFrom: z.array(EnvFromSchema).default([]),
+  /** Resource requests and limits of the `mcp` container. Default: requests `100m`/`128Mi`, limit `512Mi` memory. */
+  resources: z
+    .strictObject({
+      requests: ResourceListSchema.optional(),
+      limits: ResourceListSchema.optional(),
+    })
+    .default({ requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } }),
+  /** ServiceAccount of session pods; its token is never mounted. Optional (the namespace default). */
+  serviceAccountName: z.string().regex(K8S_NAME).optional(),
+  /** Node labels session pods must match. Default `{}`. */
+  nodeSelector: z.record(z.string(), z.string()).default({}),
+  /** Pod tolerations, as in the pod spec. Default `[]`. */
+  tolerations: z
+    .array(
+      z.strictObject({
+        key: z.string().optional(),
+        operator: z.enum(['Exists', 'Equal']).optional(),
+        value: z.string().optional(),
+        effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
+        tolerationSeconds: integer().optional(),
+      })
+    )
+    .default([]),
+  /** Pod affinity and anti-affinity, as in the pod spec. Optional. */
+  affinity: KubeObjectSchema.optional(),
+  /** PriorityClass of session pods. Optional. */
+  priorityClassName: z.string().regex(K8S_NAME).optional(),
+  /** RuntimeClass of session pods (e.g. `gvisor`, `kata`). Optional. */
+  runtimeClassName: z.string().regex(K8S_NAME).optional(),
+  /** Image pull policy of the containers. Default `IfNotPresent`. */
+  imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
+  /** Names of image pull Secrets. Default `[]`. */
+  imagePullSecrets: z.array(z.string().regex(K8S_NAME)).default([]),
+  /** Extra pod volumes, as in the pod spec (restricted Pod Security allows configMap, secret, emptyDir, projected, downwardAPI, csi, ephemeral, persistentVolumeClaim). Default `[]`. */
+  volumes: z.array(KubeObjectSchema).default([]),
+  /** Mounts of those volumes into the `mcp` container. Default `[]`. */
+  volumeMounts: z
+    .array(
+      z.strictObject({
+        name: z.string(),
+        mountPath: z.string(),
+        readOnly: z.boolean().optional(),
+        subPath: z.string().optional(),
+      })
+    )
+    .default([]),
+  /** Extra labels on the Job and its pod. Default `{}`. */
+  labels: z
+    .record(
+      z.string(),
+      z
+        .string()
+        .regex(
+          K8S_LABEL_VALUE,
+          'expected a label value (≤ 63 characters, alphanumerics, "-", "_", ".")'
+        )
+    )
+    .default({}),
+  /** Extra annotations on the Job and its pod. Default `{}`. */
+  annotations: z.record(z.string(), z.string()).default({}),
+  /** Seconds after a session's Job finished until Kubernetes deletes it. Default `300`. */
+  ttlSecondsAfterFinished: integer().min(0).default(300),
+  /** Hard cap on a session's lifetime, in seconds. Default `14400` (4 h). */
+  activeDeadlineSeconds: integer().min(1).default(14_400),
+  /** Port the sidecar listens on in the pod. Default `8080`. */
+  port: integer().min(1).max(65535).default(8080),
+  /** Size limit of the writable `emptyDir` mounted at `/tmp` (the root filesystem is read-only). Default `256Mi`. */
+  tmpSizeLimit: QuantitySchema.default('256Mi'),
+  /**
+   * A partial pod template (`metadata` and `spec`) merged into the generated one *before* Ferry's
+   * required settings, so it can add anything (sidecars, DNS config, …) but cannot weaken the
+   * security context, restart policy or the sidecar command. Containers merge by name; the MCP
+   * container is named `mcp`. Optional.
+   */
+  podTemplatePatch: KubeObjectSchema.optional(),
+  /** Stop a session after this long without traffic. Default: `bridge.idleTimeout`. */
+  idleTimeout: duration().optional(),
+  /** How long the pod may take to become ready (scheduling, image pull, start). Default: `bridge.startTimeout`. */
+  startTimeout: duration().optional(),
+  /** Longest line the server may write to standard output. Default `16mb`. */
+  maxLineBytes: size().prefault('16mb'),
+  /** Time between SIGTERM and SIGKILL when stopping the server. Default `5s`. */
+  stopGrace: duration({ allowZero: true }).prefault('5s'),
+  /** Per-session event log used to resume interrupted streams. */
+  eventLog: EventLogSchema.prefault({}),
+})
+
 /** One served MCP server, discriminated by `runtime`. */
-export const ServerSchema = z.discriminatedUnion('runtime', [LocalServerSchema])
+export const ServerSchema = z.discriminatedUnion('runtime', [
+  LocalServerSchema,
+  KubernetesServerSchema,
+])
 
 const SERVER_NAME = /^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$/
 // These collide with the bridge's own routes (`/mcp`, health and metrics endpoints).
@@ -351,6 +507,8 @@ type WithTimeouts<T> = T extends unknown
 export type BridgeSettings = z.output<typeof BridgeSettingsSchema>
 /** A parsed local server, with its timeouts resolved against the bridge defaults. */
 export type LocalServerConfig = WithTimeouts<z.output<typeof LocalServerSchema>>
+/** A parsed Kubernetes server, with its timeouts resolved against the bridge defaults. */
+export type KubernetesServerConfig = WithTimeouts<z.output<typeof KubernetesServerSchema>>
 /** A parsed server of any runtime, with its timeouts resolved against the bridge defaults. */
 export type ServerConfig = WithTimeouts<z.output<typeof ServerSchema>>
 /** A parsed, valid catalog. */

@@ -56,7 +56,8 @@ export interface TerminateFrame {
   t: 'bye'
   ch: number
 }
-export type BridgeFrameHeader = RequestFrame | MessageFrame | AttachFrame | DetachFrame | TerminateFrame
+export type BridgeFrameHeader =
+  RequestFrame | MessageFrame | AttachFrame | DetachFrame | TerminateFrame
 
 /** One SSE event for a channel. Payload: the message. `fin` marks the response that ends a POST stream. */
 export interface EventFrame extends TraceFields {
@@ -77,7 +78,12 @@ export interface AckFrame {
   t: 'ack'
   ch: number
 }
-export const FRAME_ERROR_CODES = ['bad_message', 'duplicate_id', 'unknown_stream', 'not_running'] as const
+export const FRAME_ERROR_CODES = [
+  'bad_message',
+  'duplicate_id',
+  'unknown_stream',
+  'not_running',
+] as const
 export type FrameErrorCode = (typeof FRAME_ERROR_CODES)[number]
 /** A channel's frame was refused; `code` says why. */
 export interface ErrorFrame {
@@ -101,7 +107,8 @@ export interface ExitFrame {
   code?: number | null
   signal?: string | null
 }
-export type SidecarFrameHeader = EventFrame | EndFrame | AckFrame | ErrorFrame | GapFrame | ExitFrame
+export type SidecarFrameHeader =
+  EventFrame | EndFrame | AckFrame | ErrorFrame | GapFrame | ExitFrame
 
 /** A decoded frame: its validated header and the raw payload text, if any. */
 export interface Frame<H> {
@@ -123,7 +130,8 @@ const optional = (check: (value: unknown) => boolean) => (value: unknown) =>
   value === undefined || check(value)
 const oneOf = (values: readonly string[]) => (value: unknown) =>
   typeof value === 'string' && values.includes(value)
-const hasTrace: Check = (h) => optional(isShortString(128))(h.tp) && optional(isShortString(512))(h.ts)
+const hasTrace: Check = (h) =>
+  optional(isShortString(128))(h.tp) && optional(isShortString(512))(h.ts)
 
 // Hand-written rather than a schema library: this runs on every frame on both
 // sides, and it keeps the sidecar bundle small and quick to start.
@@ -148,12 +156,19 @@ const isExit: Check = (h) =>
 
 const validBridgeHeader = (h: Fields): h is Fields & BridgeFrameHeader => {
   const check = bridgeChecks[h.t as BridgeFrameHeader['t']]
-  return check !== undefined && Object.hasOwn(bridgeChecks, h.t as string) && isChannel(h.ch) && check(h)
+  return (
+    check !== undefined && Object.hasOwn(bridgeChecks, h.t as string) && isChannel(h.ch) && check(h)
+  )
 }
 const validSidecarHeader = (h: Fields): h is Fields & SidecarFrameHeader => {
   if (h.t === 'exit') return isExit(h)
   const check = sidecarChecks[h.t as keyof typeof sidecarChecks]
-  return check !== undefined && Object.hasOwn(sidecarChecks, h.t as string) && isChannel(h.ch) && check(h)
+  return (
+    check !== undefined &&
+    Object.hasOwn(sidecarChecks, h.t as string) &&
+    isChannel(h.ch) &&
+    check(h)
+  )
 }
 
 const decodeWith =

@@ -38,16 +38,24 @@ export {
   requestIdOfStream,
   requestStreamKey,
 } from './event-id.ts'
-export { type LogLevel, type Logger, type LoggerOptions, createLogger, silentLogger } from './logger.ts'
+export {
+  type LogLevel,
+  type Logger,
+  type LoggerOptions,
+  createLogger,
+  silentLogger,
+} from './logger.ts'
 export {
   type BridgeSettings,
   type Catalog,
   type CatalogIssue,
+  type KubernetesServerConfig,
   type LocalServerConfig,
   type ServerConfig,
   BridgeSettingsSchema,
   CatalogError,
   CatalogSchema,
+  KubernetesServerSchema,
   LocalServerSchema,
   ServerSchema,
   defaultCatalog,

@@ -91,7 +91,10 @@ export const classifyMessage = (value: unknown): ClassifiedMessage | undefined =
   if ('error' in value) {
     const error = value.error
     const idOk = isId(value.id) || value.id === null
-    return idOk && isObject(error) && typeof error.code === 'number' && typeof error.message === 'string'
+    return idOk &&
+      isObject(error) &&
+      typeof error.code === 'number' &&
+      typeof error.message === 'string'
       ? { kind: 'response', message: value as unknown as JSONRPCErrorResponse }
       : undefined
   }

@@ -181,8 +181,10 @@ const startBundle = async (
 /** A bridge connection: sends frames, records what comes back. */
 class Bridge {
   readonly frames: Array<Frame<SidecarFrameHeader>> = []
+  readonly ws: WebSocket
   closed = false
-  constructor(readonly ws: WebSocket) {
+  constructor(ws: WebSocket) {
+    this.ws = ws
     ws.on('message', (data) => {
       const frame = decodeSidecarFrame(data.toString())
       if (!frame) throw new Error(`malformed frame from the sidecar: ${data.toString()}`)
@@ -256,7 +258,7 @@ const initialize = async (bridge: Bridge) => {
 const callTool = (
   bridge: Bridge,
   ch: number,
-  id: number,
+  id: number | string,
   name: string,
   args: Record<string, unknown> = {},
   meta?: Record<string, unknown>

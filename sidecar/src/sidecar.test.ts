@@ -35,9 +35,20 @@ const liveProcessesWith = (marker: string): number[] =>
     .map(Number)
 
 const blockers: Server[] = []
+const markers: string[] = []
 afterEach(() => {
   for (const blocker of blockers.splice(0)) blocker.close()
+  // Whatever a failed test left running.
+  for (const marker of markers.splice(0)) {
+    if (HAS_PROC) for (const pid of liveProcessesWith(marker)) process.kill(pid, 'SIGKILL')
+  }
 })
+
+const newMarker = () => {
+  const marker = `ferry-test-${randomBytes(6).toString('hex')}`
+  markers.push(marker)
+  return marker
+}
 
 const options = (marker: string, overrides: Partial<SidecarOptions> = {}): SidecarOptions => ({
   command: process.execPath,
@@ -64,7 +75,7 @@ describe('runSidecar', () => {
     blockers.push(blocker)
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
     const port = (blocker.address() as { port: number }).port
-    const marker = `ferry-test-${randomBytes(6).toString('hex')}`
+    const marker = newMarker()
     const exitListeners = process.listenerCount('exit')
     await expect(runSidecar(options(marker, { port }))).rejects.toThrow(/EADDRINUSE/)
     if (HAS_PROC) expect(liveProcessesWith(marker)).toEqual([])
@@ -72,7 +83,7 @@ describe('runSidecar', () => {
   })
 
   it('stops the server and resolves done with 0 when Ferry ends the session', async () => {
-    const marker = `ferry-test-${randomBytes(6).toString('hex')}`
+    const marker = newMarker()
     const exitListeners = process.listenerCount('exit')
     const sidecar = await runSidecar(options(marker))
     expect(sidecar.port).toBeGreaterThan(0)

@@ -98,7 +98,8 @@ export async function runSidecar(options: SidecarOptions): Promise<RunningSideca
   let resolveDone!: (code: number) => void
   const done = new Promise<number>((resolve) => (resolveDone = resolve))
   let finishing = false
-  let timer: NodeJS.Timeout | undefined
+  // Assigned once listening; finish() may run before that and must see undefined.
+  let timer: NodeJS.Timeout | undefined = undefined
 
   const finish = async (end: SessionEnd, exit: ServerExit) => {
     clearInterval(timer)

@@ -40,7 +40,10 @@ export class ConnectionPool {
     this.options = options
     this.maxTombstones = options.tombstones ?? 10_000
     this.dial = options.dial ?? SidecarConnection.dial
-    this.sweeper = setInterval(() => this.sweep(), Math.max(100, Math.min(options.idleCloseMs / 2, 10_000)))
+    this.sweeper = setInterval(
+      () => this.sweep(),
+      Math.max(100, Math.min(options.idleCloseMs / 2, 10_000))
+    )
     this.sweeper.unref()
   }
 
@@ -66,12 +69,23 @@ export class ConnectionPool {
     if (this.ended.has(target.sessionName)) {
       return Promise.reject(new DialError('the session has ended', true))
     }
-    let connection = this.connections.get(target.sessionName)
-    if (!connection) {
-      connection = this.connect(target)
-      this.connections.set(target.sessionName, connection)
+    const pooled = this.connections.get(target.sessionName)
+    if (pooled) {
+      // A connection that dropped on its own is replaced; its close handler may not have run yet.
+      return pooled.then((c) => (c.isOpen ? c : this.replace(target, pooled)))
     }
+    const connection = this.connect(target)
+    this.connections.set(target.sessionName, connection)
     return connection
+  }
+
+  private replace(
+    target: SessionTarget,
+    stale: Promise<SidecarConnection>
+  ): Promise<SidecarConnection> {
+    if (this.connections.get(target.sessionName) === stale)
+      this.connections.delete(target.sessionName)
+    return this.get(target)
   }
 
   private async connect(target: SessionTarget): Promise<SidecarConnection> {
@@ -103,10 +117,13 @@ export class ConnectionPool {
 
   private sweep(): void {
     const now = Date.now()
-    for (const pending of this.connections.values()) {
+    for (const [sessionName, pending] of this.connections) {
       void pending.then(
         (connection) => {
-          if (connection.idleFor(now) >= this.options.idleCloseMs) connection.close()
+          if (connection.idleFor(now) < this.options.idleCloseMs) return
+          // Out of the pool first, so no request is handed a closing connection.
+          if (this.connections.get(sessionName) === pending) this.connections.delete(sessionName)
+          connection.close()
         },
         () => undefined
       )
@@ -118,6 +135,13 @@ export class ConnectionPool {
     clearInterval(this.sweeper)
     const all = [...this.connections.values()]
     this.connections.clear()
-    await Promise.all(all.map((p) => p.then((c) => c.close(), () => undefined)))
+    await Promise.all(
+      all.map((p) =>
+        p.then(
+          (c) => c.close(),
+          () => undefined
+        )
+      )
+    )
   }
 }

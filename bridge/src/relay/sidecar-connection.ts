@@ -110,7 +110,12 @@ export class SidecarConnection {
         const status = res.statusCode ?? 0
         res.resume()
         // 404: another session lives at that address now; 401: not our sidecar.
-        fail(new DialError(`sidecar refused the connection (HTTP ${status})`, status === 404 || status === 401))
+        fail(
+          new DialError(
+            `sidecar refused the connection (HTTP ${status})`,
+            status === 404 || status === 401
+          )
+        )
       })
       ws.once('error', (error: NodeJS.ErrnoException) => {
         const gone = error.code === 'ECONNREFUSED' || error.code === 'EHOSTUNREACH'
@@ -134,7 +139,8 @@ export class SidecarConnection {
 
   /** Opens a channel and sends its first frame. */
   open(
-    header: { t: 'req' | 'msg'; tp?: string; ts?: string } | { t: 'get'; after?: string } | { t: 'bye' },
+    header:
+      { t: 'req' | 'msg'; tp?: string; ts?: string } | { t: 'get'; after?: string } | { t: 'bye' },
     payload: string | undefined,
     listener: ChannelListener
   ): number {
@@ -175,15 +181,15 @@ export class SidecarConnection {
     if (!listener) return
     switch (header.t) {
       case 'ev':
-        if (header.fin) this.channels.delete(header.ch)
+        if (header.fin) this.forget(header.ch)
         listener.onevent(header.id, frame.payload ?? '', header.fin === 1)
         return
       case 'end':
-        this.channels.delete(header.ch)
+        this.forget(header.ch)
         listener.onend(header.reason)
         return
       case 'err':
-        this.channels.delete(header.ch)
+        this.forget(header.ch)
         listener.onerror(header.code, header.message)
         return
       case 'ack':
@@ -193,6 +199,12 @@ export class SidecarConnection {
         listener.ongap?.(header.missed)
         return
     }
+  }
+
+  /** A channel the sidecar ended: closing one counts as use, like opening one. */
+  private forget(ch: number): void {
+    this.channels.delete(ch)
+    this.lastUsed = Date.now()
   }
 
   private closed(): void {

@@ -129,7 +129,10 @@ export class LocalRuntime implements SessionRuntime {
       }
       const onExit = (code: number | null, sig: NodeJS.Signals | null) =>
         settle(
-          new WorkloadStartError('exited', `the session's sidecar ${exitText(code, sig)} before it was ready`)
+          new WorkloadStartError(
+            'exited',
+            `the session's sidecar ${exitText(code, sig)} before it was ready`
+          )
         )
       const onError = (error: Error) =>
         settle(new WorkloadStartError('spawn', `cannot start the sidecar: ${error.message}`))
@@ -174,9 +177,12 @@ export class LocalRuntime implements SessionRuntime {
         (child) =>
           new Promise<void>((resolve) => {
             if (child.exitCode !== null || child.signalCode !== null) return resolve()
-            child.once('exit', () => resolve())
+            const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 5000)
+            child.once('exit', () => {
+              clearTimeout(timer)
+              resolve()
+            })
             killGroup(child, 'SIGTERM')
-            setTimeout(() => killGroup(child, 'SIGKILL'), 5000).unref()
           })
       )
     )

@@ -50,7 +50,12 @@ export class SessionStarter {
     const { servers, runtimes, directory, pool, maxSessions, logger } = this.options
     const server = servers[serverName]!
     const runtime = runtimes[server.runtime]!
-    const reply = (code: number, message: string, status = 200, headers: Record<string, string> = {}) =>
+    const reply = (
+      code: number,
+      message: string,
+      status = 200,
+      headers: Record<string, string> = {}
+    ) =>
       new Response(JSON.stringify(errorResponse(request.id, code, message)), {
         status,
         headers: { 'content-type': 'application/json', ...headers },
@@ -85,8 +90,14 @@ export class SessionStarter {
     } catch (error) {
       clearTimeout(timer)
       const reason = error instanceof WorkloadStartError ? error : undefined
-      log.warn({ failure: reason?.failure ?? 'internal', error: (error as Error).message }, 'session start failed')
-      return reply(ErrorCode.ServerError, `Session start failed: ${reason?.message ?? 'internal error'}`)
+      log.warn(
+        { failure: reason?.failure ?? 'internal', error: (error as Error).message },
+        'session start failed'
+      )
+      return reply(
+        ErrorCode.ServerError,
+        `Session start failed: ${reason?.message ?? 'internal error'}`
+      )
     } finally {
       this.starting--
     }
@@ -94,7 +105,11 @@ export class SessionStarter {
     const stop = () => void runtime.stop({ sessionName, ref: workload.ref }).catch(() => undefined)
     let connection: SidecarConnection
     try {
-      connection = await pool.get({ sessionName, address: workload.address, secret: async () => secret })
+      connection = await pool.get({
+        sessionName,
+        address: workload.address,
+        secret: async () => secret,
+      })
     } catch (error) {
       clearTimeout(timer)
       stop()
@@ -107,7 +122,9 @@ export class SessionStarter {
     const last = events.at(-1)
     let result: { protocolVersion?: unknown } | undefined
     try {
-      const response = last?.fin ? (JSON.parse(last.payload) as { result?: { protocolVersion?: unknown } }) : undefined
+      const response = last?.fin
+        ? (JSON.parse(last.payload) as { result?: { protocolVersion?: unknown } })
+        : undefined
       result = response?.result
     } catch {
       result = undefined
@@ -116,9 +133,10 @@ export class SessionStarter {
       this.end(connection)
       pool.markEnded(sessionName)
       stop()
-      if (last?.fin) return new Response(last.payload, { headers: { 'content-type': 'application/json' } })
+      if (last?.fin)
+        return new Response(last.payload, { headers: { 'content-type': 'application/json' } })
       const why = signal.aborted
-        ? (signal.reason as Error)?.message ?? 'aborted'
+        ? ((signal.reason as Error)?.message ?? 'aborted')
         : 'the MCP server did not answer initialize'
       log.warn({ why }, 'session start failed')
       return reply(ErrorCode.ServerError, `Session start failed: ${why}`)
@@ -143,7 +161,9 @@ export class SessionStarter {
     )
     const headers = { [SESSION_ID_HEADER]: sessionId }
     if (events.length === 1) {
-      return new Response(last.payload, { headers: { 'content-type': 'application/json', ...headers } })
+      return new Response(last.payload, {
+        headers: { 'content-type': 'application/json', ...headers },
+      })
     }
     const sse = events.map((e) => `event: message\nid: ${e.id}\ndata: ${e.payload}\n\n`).join('')
     return new Response(sse, { headers: { ...SSE_HEADERS, ...headers } })
@@ -192,8 +212,13 @@ export class SessionStarter {
   /** Removes a session's workload after it ended (DELETE). */
   stopWorkload(claims: SessionClaims): void {
     const runtime = this.options.runtimes[claims.rt]
-    void runtime?.stop({ sessionName: claims.sid, ref: claims.ref }).catch((error: Error) =>
-      this.options.logger.warn({ session: claims.sid, error: error.message }, 'could not remove a workload')
-    )
+    void runtime
+      ?.stop({ sessionName: claims.sid, ref: claims.ref })
+      .catch((error: Error) =>
+        this.options.logger.warn(
+          { session: claims.sid, error: error.message },
+          'could not remove a workload'
+        )
+      )
   }
 }

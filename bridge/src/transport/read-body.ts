@@ -9,7 +9,11 @@ import { ErrorCode } from '@ferry/shared'
 import { FerryHTTPError } from '../errors.ts'
 
 const tooLarge = (limit: number) =>
-  new FerryHTTPError(413, ErrorCode.InvalidRequest, `Payload Too Large: the limit is ${limit} bytes`)
+  new FerryHTTPError(
+    413,
+    ErrorCode.InvalidRequest,
+    `Payload Too Large: the limit is ${limit} bytes`
+  )
 
 export const readBody = async (request: Request, limit: number): Promise<string> => {
   const length = request.headers.get('content-length')

@@ -84,10 +84,12 @@ export const checkHostAndOrigin = (
 
 const accepts = (accept: string, type: string) => {
   const [major] = type.split('/')
-  return accept
-    .split(',')
-    .map((part) => part.split(';')[0]!.trim().toLowerCase())
-    .some((range) => range === type || range === '*/*' || range === `${major}/*`)
+  return accept.split(',').some((part) => {
+    const [range = '', ...params] = part.split(';').map((p) => p.trim().toLowerCase())
+    // RFC 9110 §12.4.2: a weight of 0 means "not acceptable".
+    if (params.some((p) => /^q=0(\.0{0,3})?$/.test(p))) return false
+    return range === type || range === '*/*' || range === `${major}/*`
+  })
 }
 
 /** POST must accept both JSON and SSE answers: the bridge picks one per request. */

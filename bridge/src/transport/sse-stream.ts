@@ -57,7 +57,11 @@ export class SseStream {
 
   /** One `message` event; `data` is a single-line JSON text. */
   event(id: string | undefined, data: string): void {
-    this.write(id === undefined ? `event: message\ndata: ${data}\n\n` : `event: message\nid: ${id}\ndata: ${data}\n\n`)
+    this.write(
+      id === undefined
+        ? `event: message\ndata: ${data}\n\n`
+        : `event: message\nid: ${id}\ndata: ${data}\n\n`
+    )
   }
 
   /** The SEP-1699 priming event: an id and empty data, with the reconnection delay. */

@@ -19,7 +19,11 @@ import {
   requestStreamKey,
 } from '@ferry/shared'
 import { FerryHTTPError } from '../errors.ts'
-import { DialError, type ChannelListener, type SidecarConnection } from '../relay/sidecar-connection.ts'
+import {
+  DialError,
+  type ChannelListener,
+  type SidecarConnection,
+} from '../relay/sidecar-connection.ts'
 import type { ConnectionPool } from '../relay/connection-pool.ts'
 import type { ResolvedSession, SessionDirectory } from '../session/session-directory.ts'
 import type { SessionStarter } from '../session/session-starter.ts'
@@ -82,7 +86,11 @@ export class StreamableHTTPHandler {
         throw new FerryHTTPError(404, ErrorCode.InvalidRequest, `Unknown MCP server: ${serverName}`)
       }
       const headers = request.headers
-      checkHostAndOrigin(this.options.originPolicy, headers.get('host') ?? undefined, headers.get('origin') ?? undefined)
+      checkHostAndOrigin(
+        this.options.originPolicy,
+        headers.get('host') ?? undefined,
+        headers.get('origin') ?? undefined
+      )
       switch (request.method) {
         case 'POST':
           return await this.post(request, serverName)
@@ -97,7 +105,10 @@ export class StreamableHTTPHandler {
       }
     } catch (error) {
       if (error instanceof FerryHTTPError) return error.toResponse()
-      this.options.logger.error({ err: (error as Error).message }, 'unexpected error in the MCP endpoint')
+      this.options.logger.error(
+        { err: (error as Error).message },
+        'unexpected error in the MCP endpoint'
+      )
       return new FerryHTTPError(500, ErrorCode.InternalError, 'Internal error').toResponse()
     }
   }
@@ -106,7 +117,11 @@ export class StreamableHTTPHandler {
   private async session(request: Request, serverName: string): Promise<ResolvedSession> {
     const sessionId = request.headers.get(SESSION_HEADER)
     if (!sessionId) {
-      throw new FerryHTTPError(400, ErrorCode.InvalidRequest, 'Bad Request: Mcp-Session-Id header is required')
+      throw new FerryHTTPError(
+        400,
+        ErrorCode.InvalidRequest,
+        'Bad Request: Mcp-Session-Id header is required'
+      )
     }
     const session = await this.options.directory.resolve(sessionId)
     if (!session || session.claims.srv !== serverName) throw sessionNotFound()
@@ -137,15 +152,28 @@ export class StreamableHTTPHandler {
     if (Array.isArray(value)) return this.relayBatch(request, serverName, value)
     const message = classifyMessage(value)
     if (!message) {
-      throw new FerryHTTPError(400, ErrorCode.InvalidRequest, 'Invalid Request: not a JSON-RPC 2.0 message')
+      throw new FerryHTTPError(
+        400,
+        ErrorCode.InvalidRequest,
+        'Invalid Request: not a JSON-RPC 2.0 message'
+      )
     }
     const isInitialize = message.kind === 'request' && message.message.method === 'initialize'
     if (!headers.has(SESSION_HEADER) && isInitialize) {
-      return this.options.starter.initialize(serverName, message.message as JSONRPCRequest, body, request.signal)
+      return this.options.starter.initialize(
+        serverName,
+        message.message as JSONRPCRequest,
+        body,
+        request.signal
+      )
     }
     const session = await this.session(request, serverName)
     if (isInitialize) {
-      throw new FerryHTTPError(400, ErrorCode.InvalidRequest, 'Invalid Request: Server already initialized')
+      throw new FerryHTTPError(
+        400,
+        ErrorCode.InvalidRequest,
+        'Invalid Request: Server already initialized'
+      )
     }
     const connection = await this.connect(session)
     if (message.kind === 'request') {
@@ -159,8 +187,13 @@ export class StreamableHTTPHandler {
    * was removed in 2025-06-18). Notifications and responses are relayed first, in
    * order; requests then share one SSE stream that ends after their last response.
    */
-  private async relayBatch(request: Request, serverName: string, batch: unknown[]): Promise<Response> {
-    const invalid = (why: string) => new FerryHTTPError(400, ErrorCode.InvalidRequest, `Invalid Request: ${why}`)
+  private async relayBatch(
+    request: Request,
+    serverName: string,
+    batch: unknown[]
+  ): Promise<Response> {
+    const invalid = (why: string) =>
+      new FerryHTTPError(400, ErrorCode.InvalidRequest, `Invalid Request: ${why}`)
     if (!request.headers.has(SESSION_HEADER)) throw invalid('initialize cannot be part of a batch')
     const session = await this.session(request, serverName)
     if (session.claims.pv !== BATCH_PROTOCOL_VERSION) {
@@ -170,8 +203,13 @@ export class StreamableHTTPHandler {
       throw invalid(`a batch holds 1 to ${MAX_BATCH_SIZE} messages`)
     }
     const messages = batch.map((item) => ({ item, classified: classifyMessage(item) }))
-    if (messages.some((m) => !m.classified)) throw invalid('a batch element is not a JSON-RPC message')
-    if (messages.some((m) => m.classified!.kind === 'request' && m.classified!.message.method === 'initialize')) {
+    if (messages.some((m) => !m.classified))
+      throw invalid('a batch element is not a JSON-RPC message')
+    if (
+      messages.some(
+        (m) => m.classified!.kind === 'request' && m.classified!.message.method === 'initialize'
+      )
+    ) {
       throw invalid('initialize cannot be part of a batch')
     }
     const connection = await this.connect(session)
@@ -183,7 +221,10 @@ export class StreamableHTTPHandler {
     const requests = messages.filter((m) => m.classified!.kind === 'request')
     if (requests.length === 0) return new Response(null, { status: 202 })
     const { streams } = this.options
-    const sse = new SseStream({ keepAliveMs: streams.keepAliveMs, maxBacklogBytes: streams.maxBacklogBytes })
+    const sse = new SseStream({
+      keepAliveMs: streams.keepAliveMs,
+      maxBacklogBytes: streams.maxBacklogBytes,
+    })
     let open = requests.length
     const channels: number[] = []
     const settle = () => {
@@ -205,7 +246,8 @@ export class StreamableHTTPHandler {
         },
         onend: settle,
         onerror: (_code, text) => fail(text),
-        onlost: (exit) => fail(exit ? 'The session ended' : "Lost the connection to the session's sidecar"),
+        onlost: (exit) =>
+          fail(exit ? 'The session ended' : "Lost the connection to the session's sidecar"),
       })
       channels.push(ch)
     }
@@ -226,13 +268,21 @@ export class StreamableHTTPHandler {
           resolve(
             code === 'not_running'
               ? sessionNotFound().toResponse()
-              : new FerryHTTPError(400, ErrorCode.InvalidRequest, `Invalid Request: ${text}`).toResponse()
+              : new FerryHTTPError(
+                  400,
+                  ErrorCode.InvalidRequest,
+                  `Invalid Request: ${text}`
+                ).toResponse()
           ),
         onlost: (exit) =>
           resolve(
             exit
               ? sessionNotFound().toResponse()
-              : new FerryHTTPError(502, ErrorCode.ServerError, "Lost the connection to the session's sidecar").toResponse()
+              : new FerryHTTPError(
+                  502,
+                  ErrorCode.ServerError,
+                  "Lost the connection to the session's sidecar"
+                ).toResponse()
           ),
       })
     })
@@ -258,7 +308,10 @@ export class StreamableHTTPHandler {
         clientSignal.removeEventListener('abort', onAbort)
       }
       const startSse = () => {
-        sse = new SseStream({ keepAliveMs: streams.keepAliveMs, maxBacklogBytes: streams.maxBacklogBytes })
+        sse = new SseStream({
+          keepAliveMs: streams.keepAliveMs,
+          maxBacklogBytes: streams.maxBacklogBytes,
+        })
         sse.onclose = () => {
           if (!settled) connection.release(ch, true)
           finish()
@@ -348,7 +401,10 @@ export class StreamableHTTPHandler {
     const after = request.headers.get('last-event-id') ?? undefined
     const { streams } = this.options
     return new Promise((resolve) => {
-      const sse = new SseStream({ keepAliveMs: streams.keepAliveMs, maxBacklogBytes: streams.maxBacklogBytes })
+      const sse = new SseStream({
+        keepAliveMs: streams.keepAliveMs,
+        maxBacklogBytes: streams.maxBacklogBytes,
+      })
       let open = true
       sse.onclose = () => {
         if (open) connection.release(ch, true)
@@ -364,7 +420,8 @@ export class StreamableHTTPHandler {
           sse.event(id, payload)
           if (fin) close()
         },
-        ongap: (missed) => sse.comment(`${missed} event(s) after the requested Last-Event-ID were evicted`),
+        ongap: (missed) =>
+          sse.comment(`${missed} event(s) after the requested Last-Event-ID were evicted`),
         onend: (reason) => {
           // A resumed stream that is already complete stays open but idle: closing
           // it would make clients reconnect to it forever.
@@ -376,7 +433,11 @@ export class StreamableHTTPHandler {
           resolve(
             code === 'not_running'
               ? sessionNotFound().toResponse()
-              : new FerryHTTPError(400, ErrorCode.InvalidRequest, `Bad Request: ${text}`).toResponse()
+              : new FerryHTTPError(
+                  400,
+                  ErrorCode.InvalidRequest,
+                  `Bad Request: ${text}`
+                ).toResponse()
           )
         },
         onlost: (exit) => {
@@ -388,7 +449,13 @@ export class StreamableHTTPHandler {
           }
           sse.retry(streams.retryMs)
           close()
-          resolve(new FerryHTTPError(502, ErrorCode.ServerError, "Lost the connection to the session's sidecar").toResponse())
+          resolve(
+            new FerryHTTPError(
+              502,
+              ErrorCode.ServerError,
+              "Lost the connection to the session's sidecar"
+            ).toResponse()
+          )
         },
       })
     })
