@@ -448,14 +448,22 @@ describe('a session through the bridge', () => {
     )
   })
 
-  it('a request id used twice in the session is refused', async () => {
+  it('a request id still in flight in the session is refused', async () => {
+    const slow = {
+      ...call(40, 'ferry_sleep'),
+      params: { name: 'ferry_sleep', arguments: { ms: 1000 } },
+    }
+    const first = post(bridge, '/conf/mcp', slow, headers())
+    // The sidecar has the first request once the server was told to start it.
+    await new Promise((resolve) => setTimeout(resolve, 100))
     const body = await expectJsonError(
-      await post(bridge, '/conf/mcp', call(2, 'test_simple_text'), headers()),
+      await post(bridge, '/conf/mcp', call(40, 'test_simple_text'), headers()),
       200,
       ErrorCode.InvalidRequest
     )
-    expect(body.id).toBe(2)
-    expect(body.error?.message).toMatch(/already used/)
+    expect(body.id).toBe(40)
+    expect(body.error?.message).toMatch(/already in flight/)
+    expect(((await (await first).json()) as JSONRPCBody).result).toBeDefined()
   })
 
   it('the session id only works on its own server', async () => {
@@ -522,7 +530,9 @@ describe('a session through the bridge', () => {
     const body = (await response.json()) as JSONRPCBody
     expect(body.id).toBe(7)
     expect(body.error?.code).toBe(ErrorCode.ServerError)
-    expect(body.error?.message).toMatch(/^Session start failed: .*before it was ready/)
+    expect(body.error?.message).toMatch(
+      /^Session start failed: the session's server could not start: .*ENOENT/
+    )
   })
 })
 

@@ -63,3 +63,4 @@ export {
   parseCatalog,
 } from './catalog.ts'
 export { parseDuration, parseSize } from './units.ts'
+export { sidecarVerifier } from './verifier.ts'

@@ -3,7 +3,7 @@
  * real WebSocket on 127.0.0.1, frames as the bridge sends them.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { randomBytes, createHash } from 'node:crypto'
 import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { fileURLToPath } from 'node:url'
@@ -132,7 +132,10 @@ const startBundle = async (
     ],
     {
       cwd: ROOT,
-      env: { ...process.env, FERRY_SIDECAR_SECRET: secret },
+      env: {
+        ...process.env,
+        FERRY_SIDECAR_VERIFIER: createHash('sha256').update(secret).digest('base64url'),
+      },
       stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
     }
   )
@@ -321,14 +324,14 @@ describe('the sidecar bundle', () => {
     ])
   })
 
-  it('keeps the session secret out of the server environment', async () => {
+  it("keeps the session secret's verifier out of the server environment", async () => {
     const sidecar = await startBundle()
     const bridge = await Bridge.connect(sidecar)
     await initialize(bridge)
     callTool(bridge, 3, 2, 'ferry_env')
     const names = JSON.parse(toolText(await bridge.response(3))) as string[]
     expect(names).toContain('PATH')
-    expect(names).not.toContain('FERRY_SIDECAR_SECRET')
+    expect(names).not.toContain('FERRY_SIDECAR_VERIFIER')
   })
 
   it('answers pending requests at once when the server exits, then exits with its code', async () => {
@@ -491,7 +494,10 @@ describe('the sidecar bundle', () => {
       ],
       {
         cwd: ROOT,
-        env: { ...process.env, FERRY_SIDECAR_SECRET: secret },
+        env: {
+          ...process.env,
+          FERRY_SIDECAR_VERIFIER: createHash('sha256').update(secret).digest('base64url'),
+        },
         stdio: ['ignore', 'ignore', 'pipe'],
       }
     )

@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { SECRET_ENV, SESSION_ENV, UsageError, parseSidecarArgs } from './cli.ts'
+import { SESSION_ENV, UsageError, VERIFIER_ENV, parseSidecarArgs } from './cli.ts'
 
-const env = { [SECRET_ENV]: 's3cret', PATH: '/usr/bin', HOME: '/home/x' }
+const env = { [VERIFIER_ENV]: 's3cret', PATH: '/usr/bin', HOME: '/home/x' }
 const parse = (argv: string[], environment: Record<string, string | undefined> = env) =>
   parseSidecarArgs(argv, environment)
 const usageError = (argv: string[], environment: Record<string, string | undefined> = env) => {
@@ -29,7 +29,7 @@ describe('parseSidecarArgs', () => {
       env: { PATH: '/usr/bin', HOME: '/home/x' },
       cwd: undefined,
       sessionName: 's1',
-      secret: 's3cret',
+      verifier: 's3cret',
       host: '127.0.0.1',
       port: 8080,
       idleTimeoutMs: 15 * 60_000,
@@ -130,32 +130,32 @@ describe('parseSidecarArgs', () => {
     expect(usageError(['--session', '', '--', 'cmd'])).toMatch(/missing --session/)
   })
 
-  it('needs a secret', () => {
-    expect(usageError(['--session', 's', '--', 'cmd'], { PATH: '/bin' })).toMatch(/secret/)
-    expect(usageError(['--session', 's', '--', 'cmd'], { [SECRET_ENV]: '' })).toMatch(/secret/)
+  it("needs the secret's verifier", () => {
+    expect(usageError(['--session', 's', '--', 'cmd'], { PATH: '/bin' })).toMatch(/verifier/)
+    expect(usageError(['--session', 's', '--', 'cmd'], { [VERIFIER_ENV]: '' })).toMatch(/verifier/)
     const blank = join(dir, 'blank')
     writeFileSync(blank, '\n')
-    expect(usageError(['--session', 's', '--secret-file', blank, '--', 'cmd'], {})).toMatch(
-      /secret/
+    expect(usageError(['--session', 's', '--verifier-file', blank, '--', 'cmd'], {})).toMatch(
+      /verifier/
     )
   })
 
-  it('reads the secret from --secret-file, trimmed, before the environment', () => {
+  it('reads the verifier from --verifier-file, trimmed, before the environment', () => {
     const file = join(dir, 'secret')
     writeFileSync(file, 'from-file\n')
-    expect(parse(['--session', 's', '--secret-file', file, '--', 'cmd'], {}).secret).toBe(
+    expect(parse(['--session', 's', '--verifier-file', file, '--', 'cmd'], {}).verifier).toBe(
       'from-file'
     )
-    const options = parse(['--session', 's', '--secret-file', file, '--', 'cmd'])
-    expect(options.secret).toBe('from-file')
-    expect(options.env).not.toHaveProperty(SECRET_ENV)
+    const options = parse(['--session', 's', '--verifier-file', file, '--', 'cmd'])
+    expect(options.verifier).toBe('from-file')
+    expect(options.env).not.toHaveProperty(VERIFIER_ENV)
   })
 
-  it('removes the secret from the server environment and leaves the rest', () => {
+  it('removes the verifier from the server environment and leaves the rest', () => {
     const source = { ...env, OTHER: 'kept' }
     const options = parse(['--session', 's', '--', 'cmd'], source)
     expect(options.env).toEqual({ PATH: '/usr/bin', HOME: '/home/x', OTHER: 'kept' })
-    expect(source[SECRET_ENV]).toBe('s3cret')
+    expect(source[VERIFIER_ENV]).toBe('s3cret')
   })
 
   it('passes everything after -- to the server, options included', () => {

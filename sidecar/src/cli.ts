@@ -4,15 +4,15 @@
  * sidecar (`dist/sidecar.mjs`), started by the local runtime as a child process
  * and by the Kubernetes runtime as the session pod's command.
  *
- * The per-session secret comes from `FERRY_SIDECAR_SECRET` or `--secret-file` and
- * is removed from the environment the MCP server gets.
+ * The verifier of the per-session secret comes from `FERRY_SIDECAR_VERIFIER` or
+ * `--verifier-file` and is removed from the environment the MCP server gets.
  */
 import { readFileSync, writeSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { type LogLevel, parseDuration, parseSize } from '@ferry/shared'
 import { runSidecar, type SidecarOptions } from './sidecar.ts'
 
-export const SECRET_ENV = 'FERRY_SIDECAR_SECRET'
+export const VERIFIER_ENV = 'FERRY_SIDECAR_VERIFIER'
 export const SESSION_ENV = 'FERRY_SESSION'
 
 const USAGE = `Usage: ferry-sidecar [options] -- <command> [args...]
@@ -21,7 +21,7 @@ Starts <command> as a stdio MCP server and serves it to Ferry bridges over WebSo
 
 Options:
   --session <name>        session name (default: $${SESSION_ENV})
-  --secret-file <path>    file holding the per-session secret (default: $${SECRET_ENV})
+  --verifier-file <path>  file holding the session secret's verifier (default: $${VERIFIER_ENV})
   --host <addr>           address to listen on (default: $POD_IP or 127.0.0.1)
   --port <n>              port to listen on, 0 for any (default: 8080)
   --idle-timeout <dur>    end the session after this long without use (default: 15m)
@@ -32,7 +32,8 @@ Options:
   --log-max-events <n>    event log bound, events (default: 1000)
   --log-max-bytes <size>  event log bound, bytes (default: 8mb)
   --log-max-age <dur>     event log bound, age (default: 10m)
-  --ready-fd <n>          write {"port":N} to this file descriptor once listening
+  --ready-fd <n>          write {"port":N} to this file descriptor once listening,
+                          or {"error":"…"} if the sidecar cannot start
   --cwd <dir>             working directory of the server
   --log-level <level>     fatal|error|warn|info|debug|trace|silent (default: info)
   -h, --help              show this help
@@ -63,7 +64,7 @@ export function parseSidecarArgs(
     strict: true,
     options: {
       session: { type: 'string' },
-      'secret-file': { type: 'string' },
+      'verifier-file': { type: 'string' },
       host: { type: 'string' },
       port: { type: 'string' },
       'idle-timeout': { type: 'string' },
@@ -85,11 +86,14 @@ export function parseSidecarArgs(
   if (!command) throw new UsageError(`missing the server command after --\n\n${USAGE}`)
   const sessionName = values.session ?? env[SESSION_ENV]
   if (!sessionName) throw new UsageError(`missing --session (or $${SESSION_ENV})`)
-  const secret = values['secret-file']
-    ? readFileSync(values['secret-file'], 'utf8').trim()
-    : env[SECRET_ENV]
-  if (!secret)
-    throw new UsageError(`missing the session secret: set $${SECRET_ENV} or --secret-file`)
+  const verifier = values['verifier-file']
+    ? readFileSync(values['verifier-file'], 'utf8').trim()
+    : env[VERIFIER_ENV]
+  if (!verifier) {
+    throw new UsageError(
+      `missing the session secret's verifier: set $${VERIFIER_ENV} or --verifier-file`
+    )
+  }
   const integer = (name: string, text: string | undefined, fallback: number) => {
     if (text === undefined) return fallback
     const value = Number(text)
@@ -123,14 +127,14 @@ export function parseSidecarArgs(
     throw new UsageError(`--log-level: one of ${LOG_LEVELS.join('|')}: ${logLevel}`)
   }
   const serverEnv = { ...env }
-  delete serverEnv[SECRET_ENV]
+  delete serverEnv[VERIFIER_ENV]
   return {
     command,
     args,
     env: serverEnv,
     cwd: values.cwd,
     sessionName,
-    secret,
+    verifier,
     host: values.host ?? env.POD_IP ?? '127.0.0.1',
     port,
     idleTimeoutMs: duration('idle-timeout', values['idle-timeout'], '15m', 1),
@@ -187,7 +191,16 @@ export async function main(argv: string[]): Promise<void> {
   try {
     sidecar = await runSidecar(options)
   } catch (error) {
-    writeFatal({ session: options.sessionName }, (error as Error).message)
+    const message = (error as Error).message
+    writeFatal({ session: options.sessionName }, message)
+    // Whoever waits for readiness learns why, not only that the sidecar exited.
+    if (options.readyFd !== undefined) {
+      try {
+        writeSync(options.readyFd, `${JSON.stringify({ error: message })}\n`)
+      } catch {
+        // nobody is listening
+      }
+    }
     process.exit(1)
   }
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -6,7 +6,7 @@
 import { fileURLToPath } from 'node:url'
 
 export { type SidecarOptions, type RunningSidecar, runSidecar } from './sidecar.ts'
-export { parseSidecarArgs, SECRET_ENV, SESSION_ENV, UsageError } from './cli.ts'
+export { parseSidecarArgs, SESSION_ENV, VERIFIER_ENV, UsageError } from './cli.ts'
 export { EventLog, type EventLogLimits, LoggedStream } from './session/event-log.ts'
 export {
   type BridgePeer,

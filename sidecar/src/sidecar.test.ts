@@ -55,7 +55,7 @@ const options = (marker: string, overrides: Partial<SidecarOptions> = {}): Sidec
   args: ['-e', `${STUBBORN_SERVER}//${marker}`],
   env: { PATH: process.env.PATH },
   sessionName: 's',
-  secret: 'secret',
+  verifier: 'c2VjcmV0',
   host: '127.0.0.1',
   port: 0,
   idleTimeoutMs: 60_000,

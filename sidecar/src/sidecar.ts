@@ -20,7 +20,8 @@ export interface SidecarOptions {
   env: Record<string, string | undefined>
   cwd?: string
   sessionName: string
-  secret: string
+  /** Verifier of the per-session secret (see `sidecarVerifier`). */
+  verifier: string
   host: string
   port: number
   idleTimeoutMs: number
@@ -73,7 +74,7 @@ export async function runSidecar(options: SidecarOptions): Promise<RunningSideca
   })
   const network = new SidecarServer({
     sessionName: options.sessionName,
-    secret: options.secret,
+    verifier: options.verifier,
     host: options.host,
     port: options.port,
     maxPayload: options.maxPayload,

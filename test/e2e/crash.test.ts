@@ -21,7 +21,7 @@ import {
   sseEvents,
   textOf,
 } from '../helpers/mcp.ts'
-import { descendantsOf, isAlive, killTrees, waitGone } from '../helpers/processes.ts'
+import { descendantsOf, isAlive, killTrees, leftBehind } from '../helpers/processes.ts'
 
 /** Longer than any test may take: a sleep that ends on its own means the bridge failed. */
 const FOREVER_MS = 120_000
@@ -107,12 +107,23 @@ const startStreamedCall = async (session: RawSession, id: number) => {
     messages.push(message)
     if (message.method === 'notifications/progress') break
   }
-  /** Reads the rest of the stream (it must end) and returns every message on it. */
+  /** Reads the rest of the stream (it must end, within 15 s) and returns every message on it. */
   const rest = async () => {
-    for await (const event of { [Symbol.asyncIterator]: () => events }) {
-      if (event.data) messages.push(JSON.parse(event.data) as JsonRpcMessage)
+    const read = (async () => {
+      for await (const event of { [Symbol.asyncIterator]: () => events }) {
+        if (event.data) messages.push(JSON.parse(event.data) as JsonRpcMessage)
+      }
+      return messages
+    })()
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('the stream did not end')), 15_000)
+    })
+    try {
+      return await Promise.race([read, deadline])
+    } finally {
+      clearTimeout(timer)
     }
-    return messages
   }
   return { rest }
 }
@@ -135,7 +146,7 @@ describe('the MCP server exits mid-request', () => {
     )
     await expectAllFailed([...sleeps, exit], /exit/i)
     await expectSessionGone(bridge.url('fixture'), sessionId)
-    expect(await waitGone([sidecar, ...servers])).toEqual([])
+    expect(await leftBehind([sidecar, ...servers])).toEqual([])
   })
 
   it('ends a streamed pending request with a JSON-RPC error on its stream', async () => {
@@ -155,7 +166,36 @@ describe('the MCP server exits mid-request', () => {
     expect(final.result).toBeUndefined()
     expect(final.error?.message).toMatch(/exit/i)
     await expectSessionGone(session.url, session.sessionId)
-    expect(await waitGone([sidecar, ...servers])).toEqual([])
+    expect(await leftBehind([sidecar, ...servers])).toEqual([])
+  })
+})
+
+describe('requests racing the end of a session', () => {
+  it('answers 404 (and nothing else) once the server has exited, and the sidecar exits', async () => {
+    const {
+      value: session,
+      sidecar,
+      servers,
+    } = await newSidecar(() => openRawSession(bridge.url('fixture')))
+    const exit = session.post(toolsCall(1, 'ferry_exit', { code: 5, delayMs: 100 }))
+    // Requests one after another, straight through the session's shutdown.
+    const answers: string[] = []
+    let gone = 0
+    for (let i = 0; gone < 20 && i < 10_000; i++) {
+      const response = await session.post({ jsonrpc: '2.0', id: 100 + i, method: 'ping' })
+      const body = await response.text()
+      if (response.status === 200 && body.includes('"result"')) continue
+      answers.push(`${response.status} ${body}`)
+      if (response.status === 404) gone++
+    }
+    const exitAnswer = (await (await exit).json()) as JsonRpcMessage
+    expect(exitAnswer.error?.message).toMatch(/exit/i)
+    // The ping in flight when the server exited may get that error (it was pending); every
+    // request sent after it must be told the session is gone.
+    const [first, ...later] = answers
+    expect(first).toMatch(/^(404 |200 .*"error".*exited)/)
+    expect(later.filter((answer) => !answer.startsWith('404 '))).toEqual([])
+    expect(await leftBehind([sidecar, ...servers])).toEqual([])
   })
 })
 
@@ -179,7 +219,7 @@ describe('the sidecar is killed mid-request', () => {
     await expectAllFailed(sleeps, /sidecar|session|lost|connection/i)
     await expectSessionGone(bridge.url('fixture'), sessionId)
     // The server notices its stdin closing and exits too.
-    expect(await waitGone([sidecar, ...servers])).toEqual([])
+    expect(await leftBehind([sidecar, ...servers])).toEqual([])
   })
 
   it('fails a pending SDK call that already streamed progress', async () => {
@@ -198,7 +238,7 @@ describe('the sidecar is killed mid-request', () => {
     process.kill(-sidecar, 'SIGKILL')
     await expectAllFailed([call], /sidecar|session|lost|connection/i)
     await expectSessionGone(bridge.url('fixture'), transport.sessionId!)
-    expect(await waitGone([sidecar, ...servers])).toEqual([])
+    expect(await leftBehind([sidecar, ...servers])).toEqual([])
   })
 
   it('ends a streamed pending request with a JSON-RPC error on its stream', async () => {
@@ -216,6 +256,6 @@ describe('the sidecar is killed mid-request', () => {
     expect(final.id).toBe(20)
     expect(final.error?.message).toBeTypeOf('string')
     await expectSessionGone(session.url, session.sessionId)
-    expect(await waitGone([sidecar, ...servers])).toEqual([])
+    expect(await leftBehind([sidecar, ...servers])).toEqual([])
   })
 })

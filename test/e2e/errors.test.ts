@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Keyring } from '@ferry/bridge'
-import { descendantsOf, isAlive, waitGone } from '../helpers/processes.ts'
+import { descendantsOf, isAlive, leftBehind } from '../helpers/processes.ts'
 import { startBridge, type TestBridge } from '../helpers/bridge.ts'
 import {
   PROTOCOL_VERSION,
@@ -370,7 +370,7 @@ describe('workload failed to start', () => {
     const { body, pids } = await failedInitialize('late')
     expect(body.error?.message).toMatch(/exit/i)
     expect(body.error?.message).toContain('3')
-    expect(await waitGone(pids, 10_000)).toEqual([])
+    expect(await leftBehind(pids, 10_000)).toEqual([])
   })
 
   it('answers a JSON-RPC error naming the timeout, and leaves no process behind', async () => {
@@ -379,7 +379,7 @@ describe('workload failed to start', () => {
     // The sidecar and the server behind it were running while the bridge waited...
     expect(pids.length).toBeGreaterThanOrEqual(2)
     // ...and are gone afterwards.
-    expect(await waitGone(pids, 10_000)).toEqual([])
+    expect(await leftBehind(pids, 10_000)).toEqual([])
     expect(pids.some(isAlive)).toBe(false)
   })
 

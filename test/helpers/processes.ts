@@ -93,3 +93,10 @@ export const killTrees = (pids: number[], signal: NodeJS.Signals = 'SIGKILL'): v
     }
   }
 }
+
+/**
+ * Waits until none of `pids` is alive; resolves with a description (`pid command line`) of each
+ * one still running at the deadline, so a failed `toEqual([])` says what was left behind.
+ */
+export const leftBehind = async (pids: number[], timeoutMs = 10_000): Promise<string[]> =>
+  (await waitGone(pids, timeoutMs)).map((pid) => `${pid} ${commandLine(pid).slice(0, 300)}`)

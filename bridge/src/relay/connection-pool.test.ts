@@ -6,7 +6,7 @@
  * misbehave.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { randomUUID } from 'node:crypto'
+import { randomUUID, createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { type AddressInfo, createServer } from 'node:net'
 import { createInterface } from 'node:readline'
@@ -74,7 +74,10 @@ const startSidecar = async (sessionName = 's'): Promise<RealSidecar> => {
       FIXTURE,
     ],
     {
-      env: { ...process.env, FERRY_SIDECAR_SECRET: secret },
+      env: {
+        ...process.env,
+        FERRY_SIDECAR_VERIFIER: createHash('sha256').update(secret).digest('base64url'),
+      },
       stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
     }
   )
@@ -214,7 +217,9 @@ describe('ConnectionPool', () => {
     const closes: [string, boolean][] = []
     pool.onclose = (name, ended) => void closes.push([name, ended])
     const first = await pool.get(sidecar)
-    await until(() => !first.isOpen && pool.size === 0)
+    await until(() => closes.length === 1)
+    expect(first.isOpen).toBe(false)
+    expect(pool.size).toBe(0)
     expect(closes).toEqual([['s', false]])
     expect(pool.isEnded('s')).toBe(false)
     const second = await pool.get(sidecar)

@@ -72,7 +72,10 @@ export class ConnectionPool {
     const pooled = this.connections.get(target.sessionName)
     if (pooled) {
       // A connection that dropped on its own is replaced; its close handler may not have run yet.
-      return pooled.then((c) => (c.isOpen ? c : this.replace(target, pooled)))
+      return pooled.then((c) => {
+        if (c.ended) throw new DialError('the session has ended', true)
+        return c.isOpen ? c : this.replace(target, pooled)
+      })
     }
     const connection = this.connect(target)
     this.connections.set(target.sessionName, connection)
@@ -103,6 +106,12 @@ export class ConnectionPool {
       this.connections.delete(target.sessionName)
       if (error instanceof DialError && error.gone) this.markEnded(target.sessionName)
       throw error
+    }
+    connection.onexit = () => {
+      this.markEnded(target.sessionName)
+      if (this.connections.get(target.sessionName) === pending) {
+        this.connections.delete(target.sessionName)
+      }
     }
     connection.onclose = (exit) => {
       if (this.connections.get(target.sessionName) === pending) {

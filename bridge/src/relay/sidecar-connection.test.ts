@@ -5,7 +5,7 @@
  * the other end to misbehave.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { randomUUID } from 'node:crypto'
+import { randomUUID, createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { type AddressInfo, type Socket, createServer } from 'node:net'
 import type { Readable } from 'node:stream'
@@ -80,7 +80,10 @@ const startSidecar = async (options: { heartbeat?: string } = {}): Promise<RealS
       FIXTURE,
     ],
     {
-      env: { ...process.env, FERRY_SIDECAR_SECRET: secret },
+      env: {
+        ...process.env,
+        FERRY_SIDECAR_VERIFIER: createHash('sha256').update(secret).digest('base64url'),
+      },
       stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
     }
   )

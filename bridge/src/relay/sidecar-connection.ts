@@ -45,6 +45,8 @@ export class DialError extends Error {
   }
 }
 
+const GONE_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ECONNRESET', 'EPIPE'])
+
 export interface DialOptions {
   address: string
   sessionName: string
@@ -66,6 +68,8 @@ export class SidecarConnection {
 
   /** Called once when the socket closes, for whatever reason. */
   onclose?: (exit: SessionExit | undefined) => void
+  /** Called when the sidecar says the session is over, before its socket closes. */
+  onexit?: (exit: SessionExit) => void
 
   private constructor(ws: WebSocket, sessionName: string, heartbeatMs: number) {
     this.ws = ws
@@ -109,23 +113,28 @@ export class SidecarConnection {
       ws.once('unexpected-response', (_req, res) => {
         const status = res.statusCode ?? 0
         res.resume()
-        // 404: another session lives at that address now; 401: not our sidecar.
-        fail(
-          new DialError(
-            `sidecar refused the connection (HTTP ${status})`,
-            status === 404 || status === 401
-          )
-        )
+        // A refusal means whatever answered is not this session's sidecar (404: another
+        // session, 401: another secret, others: not a sidecar), so the session is gone;
+        // a 5xx says "try later" and proves nothing.
+        fail(new DialError(`the sidecar refused the connection (HTTP ${status})`, status < 500))
       })
       ws.once('error', (error: NodeJS.ErrnoException) => {
-        const gone = error.code === 'ECONNREFUSED' || error.code === 'EHOSTUNREACH'
+        // Refused or reset: nothing there speaks for this session. A timeout may be
+        // load or a network fault, so it is not taken as proof the session is gone.
+        const gone = error.code !== undefined && GONE_CODES.has(error.code)
         fail(new DialError(`cannot reach the sidecar: ${error.code ?? error.message}`, gone))
       })
     })
   }
 
+  /** Open and usable: the socket is up and the session has not ended. */
   get isOpen(): boolean {
-    return this.ws.readyState === WebSocket.OPEN
+    return this.ws.readyState === WebSocket.OPEN && this.exit === undefined
+  }
+
+  /** How the session ended, once the sidecar said so. */
+  get ended(): SessionExit | undefined {
+    return this.exit
   }
 
   get openChannels(): number {
@@ -159,7 +168,9 @@ export class SidecarConnection {
   release(ch: number, tellSidecar: boolean): void {
     if (!this.channels.delete(ch)) return
     this.lastUsed = Date.now()
-    if (tellSidecar && this.isOpen) this.ws.send(encodeFrame({ t: 'detach', ch }))
+    if (tellSidecar && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(encodeFrame({ t: 'detach', ch }))
+    }
   }
 
   close(): void {
@@ -175,6 +186,7 @@ export class SidecarConnection {
     const header: SidecarFrameHeader = frame.header
     if (header.t === 'exit') {
       this.exit = { reason: header.reason, code: header.code, signal: header.signal }
+      this.onexit?.(this.exit)
       return
     }
     const listener = this.channels.get(header.ch)

@@ -167,6 +167,7 @@ describe('LocalRuntime', () => {
     ) as string[]
     expect(names).toContain('FERRY_TEST_MARKER')
     expect(names).not.toContain('FERRY_SIDECAR_SECRET')
+    expect(names).not.toContain('FERRY_SIDECAR_VERIFIER')
     // inheritEnv: false keeps the bridge's own environment out.
     for (const name of Object.keys(process.env).filter((n) => n.startsWith('VITEST'))) {
       expect(names).not.toContain(name)
@@ -181,12 +182,12 @@ describe('LocalRuntime', () => {
     expect(runtime.activeSessions()).toBe(2)
   })
 
-  it("a server command that cannot start makes the sidecar exit before it is ready: 'exited'", async () => {
+  it("a server command that cannot start is a 'spawn' failure naming the reason", async () => {
     const runtime = newRuntime()
     const workload = spec({ command: '/nonexistent/ferry-test-server', args: [] })
     const error = await startError(runtime.start(workload, new AbortController().signal))
-    expect(error.failure).toBe('exited')
-    expect(error.message).toMatch(/exited with code 1 before it was ready/)
+    expect(error.failure).toBe('spawn')
+    expect(error.message).toMatch(/could not start: .*\/nonexistent\/ferry-test-server.*ENOENT/)
     expect(runtime.activeSessions()).toBe(0)
     expect(processesWith(workload.sessionName)).toEqual([])
   })
@@ -210,8 +211,8 @@ describe('LocalRuntime', () => {
     const workload = spec()
     const controller = new AbortController()
     const starting = runtime.start(workload, controller.signal)
-    // The child is already spawned: the abort has something to kill.
-    expect(processesWith(workload.sessionName)).not.toEqual([])
+    // Abort once the child exists, so the abort has something to kill.
+    await until(() => processesWith(workload.sessionName).length > 0)
     controller.abort()
     const error = await startError(starting)
     expect(error.failure).toBe('timeout')

@@ -8,8 +8,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
-import type { LocalServerConfig, LogLevel } from '@ferry/shared'
-import { SECRET_ENV, sidecarBundlePath } from '@ferry/sidecar'
+import { type LocalServerConfig, type LogLevel, sidecarVerifier } from '@ferry/shared'
+import { VERIFIER_ENV, sidecarBundlePath } from '@ferry/sidecar'
 import {
   type SessionRuntime,
   type Workload,
@@ -95,7 +95,7 @@ export class LocalRuntime implements SessionRuntime {
     const env = {
       ...(server.inheritEnv ? process.env : {}),
       ...server.env,
-      [SECRET_ENV]: spec.secret,
+      [VERIFIER_ENV]: await sidecarVerifier(spec.secret),
     }
     const child = spawn(this.options.nodePath ?? process.execPath, args, {
       env,
@@ -109,7 +109,13 @@ export class LocalRuntime implements SessionRuntime {
       child.unref()
       return { address: `ws://127.0.0.1:${port}` }
     } catch (error) {
+      // Nothing of a failed start may outlive the answer.
+      const exited =
+        child.exitCode !== null || child.signalCode !== null
+          ? Promise.resolve()
+          : new Promise<void>((resolve) => child.once('exit', () => resolve()))
       killGroup(child, 'SIGKILL')
+      await exited
       throw error
     }
   }
@@ -118,22 +124,31 @@ export class LocalRuntime implements SessionRuntime {
     const ready = child.stdio[3] as Readable
     return new Promise<number>((resolve, reject) => {
       const lines = createInterface({ input: ready })
+      let settled = false
       const settle = (error?: WorkloadStartError, port?: number) => {
+        if (settled) return
+        settled = true
+        lines.off('close', onClose)
         lines.close()
         ready.destroy()
-        child.off('exit', onExit)
         child.off('error', onError)
         signal.removeEventListener('abort', onAbort)
         if (error) reject(error)
         else resolve(port!)
       }
-      const onExit = (code: number | null, sig: NodeJS.Signals | null) =>
-        settle(
-          new WorkloadStartError(
-            'exited',
-            `the session's sidecar ${exitText(code, sig)} before it was ready`
+      // The pipe closes when the sidecar exits, after any line it wrote on the way out,
+      // so a reason it gave is read before its exit is reported.
+      const onClose = () => {
+        const exited = () =>
+          settle(
+            new WorkloadStartError(
+              'exited',
+              `the session's sidecar ${exitText(child.exitCode, child.signalCode)} before it was ready`
+            )
           )
-        )
+        if (child.exitCode !== null || child.signalCode !== null) exited()
+        else child.once('exit', exited)
+      }
       const onError = (error: Error) =>
         settle(new WorkloadStartError('spawn', `cannot start the sidecar: ${error.message}`))
       const onAbort = () =>
@@ -143,15 +158,23 @@ export class LocalRuntime implements SessionRuntime {
             : new WorkloadStartError('timeout', 'the session start was aborted')
         )
       lines.once('line', (line) => {
+        let report: { port?: unknown; error?: unknown } = {}
         try {
-          const { port } = JSON.parse(line) as { port: unknown }
-          if (typeof port === 'number') return settle(undefined, port)
+          report = JSON.parse(line) as typeof report
         } catch {
-          // fall through to the error below
+          // reported below
         }
-        settle(new WorkloadStartError('spawn', 'the sidecar reported no port'))
+        if (typeof report.port === 'number') return settle(undefined, report.port)
+        settle(
+          new WorkloadStartError(
+            'spawn',
+            typeof report.error === 'string'
+              ? `the session's server could not start: ${report.error}`
+              : 'the sidecar reported no port'
+          )
+        )
       })
-      child.once('exit', onExit)
+      lines.once('close', onClose)
       child.once('error', onError)
       if (signal.aborted) onAbort()
       else signal.addEventListener('abort', onAbort, { once: true })
@@ -194,7 +217,8 @@ export class LocalRuntime implements SessionRuntime {
 }
 
 const killGroup = (child: ChildProcess, signal: NodeJS.Signals) => {
-  if (child.pid === undefined) return
+  // Once the sidecar is reaped its pid may be reused; it kills its own server on exit.
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return
   try {
     process.kill(-child.pid, signal)
   } catch {

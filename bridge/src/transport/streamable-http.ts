@@ -16,6 +16,7 @@ import {
   classifyMessage,
   errorResponse,
   formatEventId,
+  parseEventId,
   requestStreamKey,
 } from '@ferry/shared'
 import { FerryHTTPError } from '../errors.ts'
@@ -364,10 +365,30 @@ export class StreamableHTTPHandler {
           }
         },
         onlost: (exit) => {
-          if (sse && priming) {
-            // A primed stream is resumable: let the client reconnect and find out.
+          if (!sse && exit) {
+            // The session ended before this request reached the server.
             finish()
-            sse.close()
+            resolve(sessionNotFound().toResponse())
+            return
+          }
+          if (sse && priming && !exit) {
+            // A primed stream is resumable while the sidecar lives; if it is gone, say so.
+            const stream = sse
+            finish()
+            void this.options.pool.get(session.target).then(
+              () => stream.close(),
+              (error: unknown) => {
+                if (error instanceof DialError && error.gone) {
+                  stream.event(
+                    undefined,
+                    JSON.stringify(
+                      errorResponse(message.id, ErrorCode.ServerError, 'The session ended')
+                    )
+                  )
+                }
+                stream.close()
+              }
+            )
             return
           }
           fail(
@@ -399,6 +420,13 @@ export class StreamableHTTPHandler {
     const session = await this.session(request, serverName)
     const connection = await this.connect(session)
     const after = request.headers.get('last-event-id') ?? undefined
+    if (after !== undefined && !parseEventId(after)) {
+      throw new FerryHTTPError(
+        400,
+        ErrorCode.InvalidRequest,
+        'Bad Request: Last-Event-ID is not an event id of this session'
+      )
+    }
     const { streams } = this.options
     return new Promise((resolve) => {
       const sse = new SseStream({

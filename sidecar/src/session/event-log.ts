@@ -99,6 +99,26 @@ export class EventLog<L extends StreamListener = StreamListener> {
     return stream
   }
 
+  /**
+   * Gives a finished stream's key to a new request: a client that restarted its
+   * request ids (a new client object resuming the session) reuses them. The old
+   * events go; sequence numbers continue, so event ids stay unique in the session.
+   */
+  reopen(stream: LoggedStream<L>): LoggedStream<L> {
+    // Their FIFO entries no longer match the stream and are dropped when evicted.
+    stream.events.length = 0
+    stream.complete = false
+    this.streams.set(stream.key, stream)
+    return stream
+  }
+
+  /** Forgets a finished stream that holds no event and has no listener. */
+  release(stream: LoggedStream<L>): void {
+    if (stream.complete && stream.events.length === 0 && !stream.listener) {
+      this.streams.delete(stream.key)
+    }
+  }
+
   get streamCount(): number {
     return this.streams.size
   }

@@ -186,23 +186,35 @@ describe('client requests and responses', () => {
     expect(session.inFlight).toBe(1)
   })
 
-  it('refuses a duplicate request id, even one that already completed', () => {
+  it('refuses a request id that is still in flight', () => {
     const { server, peer, frame, serverSends } = setup()
     const p = peer()
     frame(p, { t: 'req', ch: 1 }, request(5))
     frame(p, { t: 'req', ch: 2 }, request(5))
     serverSends(result(5))
-    frame(p, { t: 'req', ch: 3 }, request(5))
-    for (const ch of [2, 3]) {
-      expect(p.on(ch)).toEqual([
-        {
-          header: expect.objectContaining({ t: 'err', ch, code: 'duplicate_id' }),
-          payload: undefined,
-        },
-      ])
-    }
+    expect(p.on(2)).toEqual([
+      {
+        header: expect.objectContaining({ t: 'err', ch: 2, code: 'duplicate_id' }),
+        payload: undefined,
+      },
+    ])
     expect(server.lines).toHaveLength(1)
     expect(p.events(1).map((e) => e.message)).toEqual([result(5)])
+  })
+
+  it('lets a restarted client reuse a finished request id, with event ids that stay unique', () => {
+    const { server, peer, frame, serverSends } = setup()
+    const p = peer()
+    frame(p, { t: 'req', ch: 1 }, request(5))
+    serverSends(result(5))
+    frame(p, { t: 'req', ch: 2 }, request(5))
+    serverSends(result(5))
+    expect(server.lines).toHaveLength(2)
+    const first = p.on(1).map((f) => (f.header as { id?: string }).id)
+    const second = p.on(2).map((f) => (f.header as { id?: string }).id)
+    expect(first).toHaveLength(1)
+    expect(second).toHaveLength(1)
+    expect(second[0]).not.toBe(first[0])
   })
 
   it('writes a multi-line JSON payload to the server as one line', () => {

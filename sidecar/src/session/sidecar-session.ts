@@ -173,17 +173,18 @@ export class SidecarSession {
     }
     const request = classified.message
     const key = requestStreamKey(request.id)
-    if (this.log.stream(key)) {
+    const existing = this.log.stream(key)
+    if (existing && !existing.complete) {
       peer.send({
         t: 'err',
         ch,
         code: 'duplicate_id',
-        message: `request id ${JSON.stringify(request.id)} was already used in this session`,
+        message: `request id ${JSON.stringify(request.id)} is already in flight in this session`,
       })
       return
     }
     if (!this.writeToServer(peer, ch, payload!)) return
-    const stream = this.log.open(key)
+    const stream = existing ? this.log.reopen(existing) : this.log.open(key)
     stream.listener = { peer, ch }
     this.pending.set(key, stream)
     const token = progressTokenOf(request)
@@ -219,6 +220,7 @@ export class SidecarSession {
     const listener = stream.listener
     stream.listener = undefined
     listener?.peer.send({ t: 'end', ch: listener.ch, reason: 'cancelled' })
+    this.log.release(stream)
   }
 
   /**

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import {
@@ -35,7 +36,7 @@ afterEach(async () => {
 const start = async (overrides: Partial<SidecarServerOptions> = {}) => {
   const server = new SidecarServer({
     sessionName: SESSION,
-    secret: SECRET,
+    verifier: createHash('sha256').update(SECRET).digest('base64url'),
     host: '127.0.0.1',
     port: 0,
     maxPayload: 1024 * 1024,

@@ -7,7 +7,7 @@
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { timingSafeEqual } from 'node:crypto'
+import { createHash, timingSafeEqual } from 'node:crypto'
 import { WebSocketServer, type WebSocket } from 'ws'
 import {
   type BridgeFrameHeader,
@@ -23,7 +23,8 @@ import type { BridgePeer } from '../session/sidecar-session.ts'
 
 export interface SidecarServerOptions {
   sessionName: string
-  secret: string
+  /** Verifier of the per-session secret bridges must present. */
+  verifier: string
   host: string
   port: number
   /** Largest frame accepted from a bridge. */
@@ -44,10 +45,11 @@ export interface SidecarServerHandler {
   onbackpressure(paused: boolean): void
 }
 
-const sameSecret = (presented: string, expected: string) => {
-  const a = Buffer.from(presented)
-  const b = Buffer.from(expected)
-  return a.length === b.length && timingSafeEqual(a, b)
+/** Whether `presented` is the secret `verifier` was made from; constant-time. */
+const verifies = (presented: string, verifier: string) => {
+  const digest = createHash('sha256').update(presented).digest()
+  const expected = Buffer.from(verifier, 'base64url')
+  return expected.length === digest.length && timingSafeEqual(digest, expected)
 }
 
 const refuse = (socket: Duplex, status: number, text: string) => {
@@ -62,6 +64,7 @@ export class SidecarServer {
   private readonly sockets = new Map<WebSocket, { peer: BridgePeer; alive: boolean }>()
   private readonly congested = new Set<WebSocket>()
   private heartbeat: NodeJS.Timeout | undefined
+  private closing = false
   private nextPeerId = 1
   private handler: SidecarServerHandler | undefined
 
@@ -110,6 +113,7 @@ export class SidecarServer {
   /** Closes every connection (after their queued frames) and the listener. */
   async close(): Promise<void> {
     clearInterval(this.heartbeat)
+    this.closing = true
     const closing = [...this.sockets.keys()].map(
       (ws) =>
         new Promise<void>((resolve) => {
@@ -122,11 +126,17 @@ export class SidecarServer {
         })
     )
     await Promise.all(closing)
-    await new Promise<void>((resolve) => this.http.close(() => resolve()))
+    // Anything upgraded while the session was ending is dropped outright.
+    for (const ws of this.sockets.keys()) ws.terminate()
+    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()))
+    this.http.closeAllConnections()
+    await closed
   }
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const { sessionName, secret, logger } = this.options
+    const { sessionName, verifier, logger } = this.options
+    // The session is over: to a bridge dialling now, it is gone.
+    if (this.closing) return refuse(socket, 404, 'Not Found')
     const session = req.headers[UpgradeHeader.session]
     const authorization = req.headers[UpgradeHeader.authorization] ?? ''
     const presented = authorization.startsWith('Bearer ') ? authorization.slice(7) : ''
@@ -139,7 +149,7 @@ export class SidecarServer {
       )
       return refuse(socket, 404, 'Not Found')
     }
-    if (!sameSecret(presented, secret)) {
+    if (!verifies(presented, verifier)) {
       logger.warn({}, 'refused a connection without the session secret')
       return refuse(socket, 401, 'Unauthorized')
     }
