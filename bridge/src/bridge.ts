@@ -9,6 +9,7 @@ import type { Hono } from 'hono'
 import type { Catalog, Logger } from '@ferry/shared'
 import { createApp } from './app.ts'
 import { ConnectionPool } from './relay/connection-pool.ts'
+import { KubernetesRuntime } from './runtime/kubernetes/kubernetes-runtime.ts'
 import { LocalRuntime } from './runtime/local-runtime.ts'
 import type { SessionRuntime } from './runtime/runtime.ts'
 import type { Keyring } from './session/keyring.ts'
@@ -34,19 +35,41 @@ export interface Bridge {
   close(): Promise<void>
 }
 
-/** Bytes an SSE client may fall behind before its connection is cut (it can resume). */
-const MAX_SSE_BACKLOG = 8 * 1024 * 1024
-
-export const createBridge = (options: BridgeOptions): Bridge => {
-  const { catalog, keyring, logger } = options
+/** The runtimes the catalog's servers need. */
+const defaultRuntimes = (catalog: Catalog, logger: Logger): Record<string, SessionRuntime> => {
   const settings = catalog.bridge
-  const runtimes = options.runtimes ?? {
+  const servers = Object.values(catalog.servers)
+  const runtimes: Record<string, SessionRuntime> = {
     local: new LocalRuntime({
       heartbeatMs: settings.connection.heartbeat,
       maxPayload: settings.connection.maxPayload,
       logLevel: settings.logLevel,
     }),
   }
+  const namespaces = [
+    ...new Set(
+      servers.flatMap((server) => (server.runtime === 'kubernetes' ? [server.namespace] : []))
+    ),
+  ]
+  if (namespaces.length > 0) {
+    runtimes.kubernetes = new KubernetesRuntime({
+      kubeconfig: settings.kubernetes.kubeconfig,
+      context: settings.kubernetes.context,
+      namespaces,
+      sweepIntervalMs: settings.kubernetes.sweepInterval,
+      logger: logger.child({ runtime: 'kubernetes' }),
+    })
+  }
+  return runtimes
+}
+
+/** Bytes an SSE client may fall behind before its connection is cut (it can resume). */
+const MAX_SSE_BACKLOG = 8 * 1024 * 1024
+
+export const createBridge = (options: BridgeOptions): Bridge => {
+  const { catalog, keyring, logger } = options
+  const settings = catalog.bridge
+  const runtimes = options.runtimes ?? defaultRuntimes(catalog, logger)
   const pool = new ConnectionPool({
     dialTimeoutMs: settings.connection.dialTimeout,
     idleCloseMs: settings.connection.idleClose,

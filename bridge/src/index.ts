@@ -13,6 +13,11 @@ export {
 export { FerryHTTPError } from './errors.ts'
 export { ConnectionPool, type SessionTarget } from './relay/connection-pool.ts'
 export { type ChannelListener, DialError, SidecarConnection } from './relay/sidecar-connection.ts'
+export {
+  KubernetesRuntime,
+  type KubernetesRuntimeOptions,
+} from './runtime/kubernetes/kubernetes-runtime.ts'
+export { buildSessionJob, mergePatch } from './runtime/kubernetes/session-job.ts'
 export { LocalRuntime, type LocalRuntimeOptions } from './runtime/local-runtime.ts'
 export {
   type SessionRuntime,

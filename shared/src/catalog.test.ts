@@ -131,7 +131,7 @@ describe('parseCatalog defaults', () => {
     })
     expect(catalog.defaultServer).toBeUndefined()
     expect(catalog.bridge.publicUrl).toBeUndefined()
-    expect(catalog.servers.everything?.cwd).toBeUndefined()
+    expect((catalog.servers.everything as LocalServerConfig).cwd).toBeUndefined()
   })
 
   it('prefers per-server timeouts and falls back to changed bridge defaults', () => {

@@ -211,6 +211,20 @@ export const BridgeSettingsSchema = z
     sse: SseSettingsSchema.prefault({}),
     /** Bridge-to-sidecar connection settings. */
     connection: ConnectionSettingsSchema.prefault({}),
+    /** How the bridge reaches the Kubernetes API (only used by `runtime: kubernetes` servers). */
+    kubernetes: z
+      .strictObject({
+        /**
+         * Kubeconfig file. Default: `$KUBECONFIG`, then `~/.kube/config`, then the in-cluster
+         * service account.
+         */
+        kubeconfig: nonEmpty().optional(),
+        /** Kubeconfig context to use. Default: the file's current context. */
+        context: nonEmpty().optional(),
+        /** How often each replica sweeps away Jobs of sessions that are over. Default `60s`. */
+        sweepInterval: duration().prefault('60s'),
+      })
+      .prefault({}),
     /** On SIGTERM/SIGINT, how long in-flight requests may finish before the bridge exits. Default `10s`. */
     shutdownGrace: duration({ allowZero: true }).prefault('10s'),
     /** Log level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. Default `info`. */
@@ -364,7 +378,11 @@ export const KubernetesServerSchema = z.strictObject({
   /** Names of image pull Secrets. Default `[]`. */
   imagePullSecrets: z.array(z.string().regex(K8S_NAME)).default([]),
   /** Extra pod volumes, as in the pod spec (restricted Pod Security allows configMap, secret, emptyDir, projected, downwardAPI, csi, ephemeral, persistentVolumeClaim). Default `[]`. */
-  volumes: z.array(KubeObjectSchema).default([]),
+  volumes: z
+    .array(
+      z.looseObject({ name: z.string().regex(K8S_NAME, 'expected a volume name (RFC 1123 label)') })
+    )
+    .default([]),
   /** Mounts of those volumes into the `mcp` container. Default `[]`. */
   volumeMounts: z
     .array(

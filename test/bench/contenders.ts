@@ -21,13 +21,20 @@ const root = join(here, '../..')
 const packageBin = (pkg: string, name?: string) => {
   const manifest = require.resolve(`${pkg}/package.json`)
   const { bin } = require(manifest) as { bin: string | Record<string, string> }
-  return join(dirname(manifest), typeof bin === 'string' ? bin : name ? bin[name]! : Object.values(bin)[0]!)
+  return join(
+    dirname(manifest),
+    typeof bin === 'string' ? bin : name ? bin[name]! : Object.values(bin)[0]!
+  )
 }
 
 /** Node flags the bridge is run with (`npm start`, the `ferry` shebang, the image). */
 export const BRIDGE_NODE_FLAGS = ['--max-semi-space-size=4']
 
-export const everythingServer = [process.execPath, packageBin('@modelcontextprotocol/server-everything'), 'stdio']
+export const everythingServer = [
+  process.execPath,
+  packageBin('@modelcontextprotocol/server-everything'),
+  'stdio',
+]
 
 export interface BenchSession {
   echo(message: string): Promise<unknown>
@@ -73,7 +80,9 @@ const waitForPort = async (port: number, child: ChildProcess) => {
 
 const killTree = async (child: ChildProcess) => {
   const pids = child.pid ? processTree(child.pid) : []
-  const exited = new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(null)))
+  const exited = new Promise((resolve) =>
+    child.exitCode === null ? child.once('exit', resolve) : resolve(null)
+  )
   for (const pid of pids.reverse()) {
     try {
       process.kill(pid, 'SIGKILL')
@@ -84,7 +93,12 @@ const killTree = async (child: ChildProcess) => {
   await exited
 }
 
-const httpContender = (name: string, child: ChildProcess, url: string, maxSockets = 256): Contender => {
+const httpContender = (
+  name: string,
+  child: ChildProcess,
+  url: string,
+  maxSockets = 256
+): Contender => {
   const agent = createAgent(maxSockets)
   return {
     name,
@@ -117,10 +131,14 @@ export const startFerry = async (): Promise<Contender> => {
   )
   const port = await freePort()
   // The same command `npm start` and the bridge image run.
-  const child = spawn(process.execPath, [...BRIDGE_NODE_FLAGS, join(root, 'bridge/dist/bin.js'), 'serve'], {
-    env: { ...process.env, FERRY_CONFIG: catalog, PORT: String(port) },
-    stdio: ['ignore', 'ignore', 'ignore'],
-  })
+  const child = spawn(
+    process.execPath,
+    [...BRIDGE_NODE_FLAGS, join(root, 'bridge/dist/bin.js'), 'serve'],
+    {
+      env: { ...process.env, FERRY_CONFIG: catalog, PORT: String(port) },
+      stdio: ['ignore', 'ignore', 'ignore'],
+    }
+  )
   await waitForPort(port, child)
   return httpContender('ferry', child, `http://127.0.0.1:${port}/mcp`)
 }

@@ -38,7 +38,11 @@ export const post = (
         const chunks: Buffer[] = []
         res.on('data', (chunk: Buffer) => chunks.push(chunk))
         res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() })
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString(),
+          })
         )
         res.on('error', reject)
       }
@@ -48,7 +52,10 @@ export const post = (
   })
 
 /** The JSON-RPC response with `id` in a JSON or SSE body. */
-export const responseIn = (answer: HttpAnswer, id: number): { result?: unknown; error?: unknown } => {
+export const responseIn = (
+  answer: HttpAnswer,
+  id: number
+): { result?: unknown; error?: unknown } => {
   const type = String(answer.headers['content-type'] ?? '')
   if (type.includes('application/json')) return JSON.parse(answer.body) as { result?: unknown }
   for (const line of answer.body.split('\n')) {
@@ -79,8 +86,14 @@ export class McpHttpSession {
 
   async call(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
     const id = this.nextId++
-    const answer = await post(this.agent, this.url, JSON.stringify({ jsonrpc: '2.0', id, method, params }), this.headers())
-    if (answer.status !== 200) throw new Error(`${method}: HTTP ${answer.status} ${answer.body.slice(0, 200)}`)
+    const answer = await post(
+      this.agent,
+      this.url,
+      JSON.stringify({ jsonrpc: '2.0', id, method, params }),
+      this.headers()
+    )
+    if (answer.status !== 200)
+      throw new Error(`${method}: HTTP ${answer.status} ${answer.body.slice(0, 200)}`)
     const message = responseIn(answer, id)
     if (message.error) throw new Error(`${method}: ${JSON.stringify(message.error)}`)
     return message.result
@@ -104,7 +117,8 @@ export class McpHttpSession {
       }),
       {}
     )
-    if (answer.status !== 200) throw new Error(`initialize: HTTP ${answer.status} ${answer.body.slice(0, 300)}`)
+    if (answer.status !== 200)
+      throw new Error(`initialize: HTTP ${answer.status} ${answer.body.slice(0, 300)}`)
     responseIn(answer, id)
     const sessionId = answer.headers['mcp-session-id']
     if (typeof sessionId !== 'string') throw new Error('initialize: no session id')
@@ -125,10 +139,14 @@ export class McpHttpSession {
   async close(): Promise<void> {
     if (!this.sessionId) return
     await new Promise<void>((resolve) => {
-      const req = request(this.url, { method: 'DELETE', agent: this.agent, headers: this.headers() }, (res) => {
-        res.resume()
-        res.on('end', () => resolve())
-      })
+      const req = request(
+        this.url,
+        { method: 'DELETE', agent: this.agent, headers: this.headers() },
+        (res) => {
+          res.resume()
+          res.on('end', () => resolve())
+        }
+      )
       req.on('error', () => resolve())
       req.end()
     })

@@ -8,7 +8,10 @@ import { BENCH_PROTOCOL_VERSION } from './mcp-http-client.ts'
 
 export class McpStdioSession {
   readonly child: ChildProcess
-  private readonly pending = new Map<number, (message: { result?: unknown; error?: unknown }) => void>()
+  private readonly pending = new Map<
+    number,
+    (message: { result?: unknown; error?: unknown }) => void
+  >()
   private nextId = 1
 
   constructor(command: string, args: string[]) {
@@ -24,7 +27,9 @@ export class McpStdioSession {
   call(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
     const id = this.nextId++
     return new Promise((resolve, reject) => {
-      this.pending.set(id, (message) => (message.error ? reject(new Error(JSON.stringify(message.error))) : resolve(message.result)))
+      this.pending.set(id, (message) =>
+        message.error ? reject(new Error(JSON.stringify(message.error))) : resolve(message.result)
+      )
       this.child.stdin!.write(`${JSON.stringify({ jsonrpc: '2.0', id, method, params })}\n`)
     })
   }
@@ -35,7 +40,9 @@ export class McpStdioSession {
       capabilities: {},
       clientInfo: { name: 'ferry-bench', version: '1.0.0' },
     })
-    this.child.stdin!.write(`${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' })}\n`)
+    this.child.stdin!.write(
+      `${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' })}\n`
+    )
   }
 
   echo(message: string): Promise<unknown> {

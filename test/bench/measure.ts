@@ -27,7 +27,11 @@ const openSessions = async (contender: Contender, count: number, parallel: numbe
 const closeAll = (sessions: BenchSession[]) => Promise.all(sessions.map((s) => s.close()))
 
 /** One session, sequential `tools/call echo`. */
-export const latency = async (contender: Contender, calls: number, warmup: number): Promise<LatencySummary> => {
+export const latency = async (
+  contender: Contender,
+  calls: number,
+  warmup: number
+): Promise<LatencySummary> => {
   const session = contender.session()
   await session.open()
   for (let i = 0; i < warmup; i++) await session.echo(MESSAGE)
@@ -87,7 +91,11 @@ export interface SessionStart {
 }
 
 /** `count` sessions created `parallel` at a time: initialize → first tools/list. */
-export const sessionStart = async (contender: Contender, count: number, parallel: number): Promise<SessionStart> => {
+export const sessionStart = async (
+  contender: Contender,
+  count: number,
+  parallel: number
+): Promise<SessionStart> => {
   const { sessions, startLatencies, wallMs } = await openSessions(contender, count, parallel)
   await closeAll(sessions)
   return { perSecond: (count / wallMs) * 1000, latency: summarize(startLatencies) }

@@ -33,7 +33,8 @@ interface Target {
 }
 
 export const targetsOf = (r: Results): Target[] => {
-  const median = <T>(runs: T[] | undefined, pick: (run: T) => number) => of(runs, pick)?.median ?? Number.NaN
+  const median = <T>(runs: T[] | undefined, pick: (run: T) => number) =>
+    of(runs, pick)?.median ?? Number.NaN
   const fP50 = median(r.latency.ferry, (l) => l.p50)
   const sP50 = median(r.latency.supergateway, (l) => l.p50)
   const fP99 = median(r.latency.ferry, (l) => l.p99)
@@ -56,16 +57,26 @@ export const targetsOf = (r: Results): Target[] => {
   return [
     ratio('latency p50, Ferry / supergateway', fP50 / sP50, 0.8, true),
     ratio('latency p99, Ferry / supergateway', fP99 / sP99, 1, true),
-    { ...ratio('latency p50 added over the stdio floor (ms)', fP50 - floor, 0.5, true), shown: (fP50 - floor).toFixed(3) },
+    {
+      ...ratio('latency p50 added over the stdio floor (ms)', fP50 - floor, 0.5, true),
+      shown: (fP50 - floor).toFixed(3),
+    },
     ratio('throughput at 16 in flight, Ferry / supergateway', f16 / s16, 1.3, false),
     ratio('session start p50, Ferry / supergateway', fStart / sStart, 1, true),
     ratio('memory per open session, Ferry / supergateway', fMem / sMem, 1, true),
-    { ...ratio('bridge memory per idle open session (KB)', idle / 1024, 20, true), shown: (idle / 1024).toFixed(1) },
+    {
+      ...ratio('bridge memory per idle open session (KB)', idle / 1024, 20, true),
+      shown: (idle / 1024).toFixed(1),
+    },
   ]
 }
 
 const table = (header: string[], rows: string[][]) =>
-  [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n')
+  [
+    `| ${header.join(' | ')} |`,
+    `|${header.map(() => '---').join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n')
 
 const NAMES = ['ferry', 'supergateway', 'stdio']
 
@@ -90,7 +101,10 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
     '',
     '## Machine and versions',
     '',
-    table(['', ''], [...Object.entries(r.machine), ...Object.entries(r.versions)].map(([k, v]) => [k, v])),
+    table(
+      ['', ''],
+      [...Object.entries(r.machine), ...Object.entries(r.versions)].map(([k, v]) => [k, v])
+    ),
     '',
     '## Targets (same run)',
     '',
@@ -105,14 +119,26 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
       ['contender', 'p50', 'p90', 'p99', 'max'],
       NAMES.filter((n) => r.latency[n]).map((n) => [
         n,
-        ...(['p50', 'p90', 'p99', 'max'] as const).map((k) => fmt(of(r.latency[n], (l) => l[k])!, ms)),
+        ...(['p50', 'p90', 'p99', 'max'] as const).map((k) =>
+          fmt(
+            of(r.latency[n], (l) => l[k])!,
+            ms
+          )
+        ),
       ])
     ),
     '',
     `## Throughput: 4 sessions, requests in flight held constant for ${Number(r.plan.throughputMs) / 1000} s`,
     '',
     table(
-      ['in flight', 'contender', 'req/s', 'p99 (ms)', 'client CPU (share of a core)', 'Ferry / supergateway req/s'],
+      [
+        'in flight',
+        'contender',
+        'req/s',
+        'p99 (ms)',
+        'client CPU (share of a core)',
+        'Ferry / supergateway req/s',
+      ],
       Object.entries(r.throughput).flatMap(([inFlight, byName]) =>
         ['ferry', 'supergateway'].map((n) => {
           const rps = of(byName[n], (t) => t.rps)!
@@ -121,8 +147,14 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
             inFlight,
             n,
             fmt(rps, (v) => v.toFixed(0)),
-            fmt(of(byName[n], (t) => t.latency.p99)!, ms),
-            fmt(of(byName[n], (t) => t.clientCpu)!, (v) => v.toFixed(2)),
+            fmt(
+              of(byName[n], (t) => t.latency.p99)!,
+              ms
+            ),
+            fmt(
+              of(byName[n], (t) => t.clientCpu)!,
+              (v) => v.toFixed(2)
+            ),
             n === 'ferry' ? (rps.median / other.median).toFixed(2) : '',
           ]
         })
@@ -135,9 +167,18 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
       ['contender', 'sessions/s', 'p50 (ms)', 'p99 (ms)'],
       NAMES.filter((n) => r.sessionStart[n]).map((n) => [
         n,
-        fmt(of(r.sessionStart[n], (s) => s.perSecond)!, (v) => v.toFixed(2)),
-        fmt(of(r.sessionStart[n], (s) => s.latency.p50)!, (v) => v.toFixed(0)),
-        fmt(of(r.sessionStart[n], (s) => s.latency.p99)!, (v) => v.toFixed(0)),
+        fmt(
+          of(r.sessionStart[n], (s) => s.perSecond)!,
+          (v) => v.toFixed(2)
+        ),
+        fmt(
+          of(r.sessionStart[n], (s) => s.latency.p50)!,
+          (v) => v.toFixed(0)
+        ),
+        fmt(
+          of(r.sessionStart[n], (s) => s.latency.p99)!,
+          (v) => v.toFixed(0)
+        ),
       ])
     ),
     '',
@@ -147,9 +188,18 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
       ['contender', 'per open session', 'total', 'with no session', 'processes'],
       NAMES.filter((n) => r.memory[n]).map((n) => [
         n,
-        fmt(of(r.memory[n], (m) => m.perSessionPss)!, mb),
-        fmt(of(r.memory[n], (m) => m.totalPss)!, mb),
-        fmt(of(r.memory[n], (m) => m.idlePss)!, mb),
+        fmt(
+          of(r.memory[n], (m) => m.perSessionPss)!,
+          mb
+        ),
+        fmt(
+          of(r.memory[n], (m) => m.totalPss)!,
+          mb
+        ),
+        fmt(
+          of(r.memory[n], (m) => m.idlePss)!,
+          mb
+        ),
         String(r.memory[n]![0]!.processes),
       ])
     ),
@@ -200,10 +250,16 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
 const renderChart = (r: Results): string => {
   const width = 900
   const height = 360
-  const colors: Record<string, string> = { ferry: '#2563eb', supergateway: '#f97316', stdio: '#6b7280' }
+  const colors: Record<string, string> = {
+    ferry: '#2563eb',
+    supergateway: '#f97316',
+    stdio: '#6b7280',
+  }
   const parts: string[] = []
   const text = (x: number, y: number, body: string, extra = '') =>
-    parts.push(`<text x="${x}" y="${y}" font-family="sans-serif" font-size="12" ${extra}>${body}</text>`)
+    parts.push(
+      `<text x="${x}" y="${y}" font-family="sans-serif" font-size="12" ${extra}>${body}</text>`
+    )
   // Left: grouped bars p50/p90/p99 per contender.
   const left = { x: 60, y: 40, w: 360, h: 260 }
   const pcts = ['p50', 'p90', 'p99'] as const
@@ -218,17 +274,22 @@ const renderChart = (r: Results): string => {
       const v = lat(n, k)
       const h = (v / maxLat) * left.h
       const x = left.x + gi * group + 10 + ni * barW
-      parts.push(`<rect x="${x}" y="${left.y + left.h - h}" width="${barW - 2}" height="${h}" fill="${colors[n]}"/>`)
+      parts.push(
+        `<rect x="${x}" y="${left.y + left.h - h}" width="${barW - 2}" height="${h}" fill="${colors[n]}"/>`
+      )
       text(x, left.y + left.h - h - 4, v.toFixed(2), 'font-size="10"')
     })
     text(left.x + gi * group + group / 2 - 10, left.y + left.h + 16, k)
   })
-  parts.push(`<line x1="${left.x}" y1="${left.y + left.h}" x2="${left.x + left.w}" y2="${left.y + left.h}" stroke="#000"/>`)
+  parts.push(
+    `<line x1="${left.x}" y1="${left.y + left.h}" x2="${left.x + left.w}" y2="${left.y + left.h}" stroke="#000"/>`
+  )
   // Right: throughput bars by concurrency.
   const right = { x: 500, y: 40, w: 360, h: 260 }
   const levels = Object.keys(r.throughput)
   const tnames = ['ferry', 'supergateway']
-  const rps = (level: string, n: string) => of(r.throughput[Number(level)]?.[n], (t) => t.rps)?.median ?? 0
+  const rps = (level: string, n: string) =>
+    of(r.throughput[Number(level)]?.[n], (t) => t.rps)?.median ?? 0
   const maxRps = Math.max(...levels.flatMap((l) => tnames.map((n) => rps(l, n)))) * 1.1
   text(right.x, 24, 'throughput, 4 sessions (req/s) by requests in flight', 'font-weight="bold"')
   const tgroup = right.w / Math.max(1, levels.length)
@@ -238,14 +299,20 @@ const renderChart = (r: Results): string => {
       const v = rps(level, n)
       const h = (v / maxRps) * right.h
       const x = right.x + gi * tgroup + 10 + ni * barW
-      parts.push(`<rect x="${x}" y="${right.y + right.h - h}" width="${barW - 2}" height="${h}" fill="${colors[n]}"/>`)
+      parts.push(
+        `<rect x="${x}" y="${right.y + right.h - h}" width="${barW - 2}" height="${h}" fill="${colors[n]}"/>`
+      )
       text(x, right.y + right.h - h - 4, v.toFixed(0), 'font-size="10"')
     })
     text(right.x + gi * tgroup + tgroup / 2 - 10, right.y + right.h + 16, level)
   })
-  parts.push(`<line x1="${right.x}" y1="${right.y + right.h}" x2="${right.x + right.w}" y2="${right.y + right.h}" stroke="#000"/>`)
+  parts.push(
+    `<line x1="${right.x}" y1="${right.y + right.h}" x2="${right.x + right.w}" y2="${right.y + right.h}" stroke="#000"/>`
+  )
   names.forEach((n, i) => {
-    parts.push(`<rect x="${60 + i * 140}" y="${height - 22}" width="12" height="12" fill="${colors[n]}"/>`)
+    parts.push(
+      `<rect x="${60 + i * 140}" y="${height - 22}" width="12" height="12" fill="${colors[n]}"/>`
+    )
     text(78 + i * 140, height - 12, n)
   })
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}"><rect width="100%" height="100%" fill="#fff"/>${parts.join('')}</svg>\n`

@@ -34,7 +34,12 @@ const catalog = CatalogSchema.parse({
   defaultServer: 'echo',
   servers: { echo: { runtime: 'local', command: 'in-process' } },
 })
-const running = await serveBridge({ catalog, keyring: await Keyring.generate(), logger: silentLogger, runtimes: { local: runtime } })
+const running = await serveBridge({
+  catalog,
+  keyring: await Keyring.generate(),
+  logger: silentLogger,
+  runtimes: { local: runtime },
+})
 const control = createServer((_req, res) => {
   ;(globalThis as { gc?: () => void }).gc?.()
   res.writeHead(200, { 'content-type': 'application/json' })

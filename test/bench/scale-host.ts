@@ -28,7 +28,11 @@ const sessions = new Map<string, Hosted>()
 let nextPeer = 1
 
 const createSession = (secret: string): Hosted => {
-  const log = new EventLog<{ peer: BridgePeer; ch: number }>({ maxEvents: 100, maxBytes: 1 << 20, maxAgeMs: 60_000 })
+  const log = new EventLog<{ peer: BridgePeer; ch: number }>({
+    maxEvents: 100,
+    maxBytes: 1 << 20,
+    maxAgeMs: 60_000,
+  })
   const hosted: Hosted = { secret, session: undefined as unknown as SidecarSession }
   hosted.session = new SidecarSession({
     log,
@@ -41,9 +45,19 @@ const createSession = (secret: string): Hosted => {
         const { id, method, params } = message.message
         const result =
           method === 'initialize'
-            ? { protocolVersion: '2025-06-18', capabilities: { tools: {} }, serverInfo: { name: 'echo', version: '1' } }
-            : { content: [{ type: 'text', text: `Echo: ${JSON.stringify(params?.arguments ?? {})}` }] }
-        setImmediate(() => hosted.session.handleServerLine(JSON.stringify({ jsonrpc: '2.0', id, result })))
+            ? {
+                protocolVersion: '2025-06-18',
+                capabilities: { tools: {} },
+                serverInfo: { name: 'echo', version: '1' },
+              }
+            : {
+                content: [
+                  { type: 'text', text: `Echo: ${JSON.stringify(params?.arguments ?? {})}` },
+                ],
+              }
+        setImmediate(() =>
+          hosted.session.handleServerLine(JSON.stringify({ jsonrpc: '2.0', id, result }))
+        )
         return true
       },
     },
@@ -51,7 +65,11 @@ const createSession = (secret: string): Hosted => {
   return hosted
 }
 
-const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, handleProtocols: () => FRAME_PROTOCOL })
+const wss = new WebSocketServer({
+  noServer: true,
+  perMessageDeflate: false,
+  handleProtocols: () => FRAME_PROTOCOL,
+})
 const http = createServer((req, res) => {
   const url = new URL(req.url ?? '/', 'http://host')
   if (req.method === 'POST' && url.pathname === '/start') {
@@ -69,7 +87,10 @@ http.on('upgrade', (req, socket, head) => {
     return
   }
   wss.handleUpgrade(req, socket, head, (ws) => {
-    const peer: BridgePeer = { id: nextPeer++, send: (header, payload) => ws.send(encodeFrame(header, payload)) }
+    const peer: BridgePeer = {
+      id: nextPeer++,
+      send: (header, payload) => ws.send(encodeFrame(header, payload)),
+    }
     hosted.session.addPeer(peer)
     ws.on('message', (data) => {
       const frame = decodeBridgeFrame(data.toString())

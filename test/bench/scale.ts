@@ -32,13 +32,18 @@ const startNode = (script: string, args: string[], env: Record<string, string> =
   })
 
 const memoryOf = async (controlPort: number) =>
-  (await (await fetch(`http://127.0.0.1:${controlPort}/`)).json()) as { rss: number; connections: number }
+  (await (await fetch(`http://127.0.0.1:${controlPort}/`)).json()) as {
+    rss: number
+    connections: number
+  }
 
 export const runScale = async (counts: number[]): Promise<ScaleResult[]> => {
   const results: ScaleResult[] = []
   for (const count of counts) {
     const host = await startNode('scale-host.ts', [])
-    const bridge = await startNode('scale-bridge.ts', ['--expose-gc', ...BRIDGE_NODE_FLAGS], { SCALE_HOST_PORT: String(host.ready.port) })
+    const bridge = await startNode('scale-bridge.ts', ['--expose-gc', ...BRIDGE_NODE_FLAGS], {
+      SCALE_HOST_PORT: String(host.ready.port),
+    })
     const agent = createAgent(64)
     try {
       const url = `http://127.0.0.1:${bridge.ready.port}/mcp`

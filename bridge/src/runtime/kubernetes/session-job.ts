@@ -1,0 +1,245 @@
+/**
+ * @module
+ * The `batch/v1` Job of one session: one pod whose `mcp` container runs the
+ * sidecar, which runs the MCP server over stdio. The catalog's
+ * `podTemplatePatch` is merged in first; Ferry's required settings (restricted
+ * Pod Security context, no service-account token, `restartPolicy: Never`, the
+ * sidecar command and probe, the session labels) are applied last, so a patch
+ * can add to the pod but never weaken it.
+ */
+import type {
+  V1Container,
+  V1EnvVar,
+  V1Job,
+  V1PodTemplateSpec,
+  V1SecurityContext,
+  V1Volume,
+} from '@kubernetes/client-node'
+import type { KubernetesServerConfig } from '@ferry/shared'
+
+/** Where the bundled sidecar lives in the pod (image mode) or is copied to (inject mode). */
+export const SIDECAR_PATH = '/ferry/sidecar.mjs'
+/** Labels every session Job and pod carries; the NetworkPolicies select on `app.kubernetes.io/name`. */
+export const SESSION_LABEL = 'ferry.dev/session'
+export const SERVER_LABEL = 'ferry.dev/server'
+export const MANAGED_BY = 'ferry-bridge'
+export const MANAGED_SELECTOR = `app.kubernetes.io/managed-by=${MANAGED_BY}`
+/** When a start that has not become ready may be swept away. */
+export const START_DEADLINE_ANNOTATION = 'ferry.dev/start-deadline'
+const RUN_AS = 10001
+
+export interface SessionJobInput {
+  jobName: string
+  sessionName: string
+  serverName: string
+  server: KubernetesServerConfig
+  /** Verifier of the per-session secret (the secret itself never enters the spec). */
+  verifier: string
+  now: Date
+  /** Sidecar path override (tests run the bundle from the work tree). */
+  sidecarPath?: string
+}
+
+const restrictedContainer: V1SecurityContext = {
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  runAsNonRoot: true,
+  capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
+}
+
+type Json = Record<string, unknown>
+const isObject = (value: unknown): value is Json =>
+  typeof value === 'object' && value !== null && !Array.isArray(value)
+
+/**
+ * Strategic-merge-like patch: objects merge key by key; lists of named objects
+ * (containers, volumes, env) merge by `name`; anything else is replaced.
+ */
+export const mergePatch = (base: unknown, patch: unknown): unknown => {
+  if (isObject(base) && isObject(patch)) {
+    const merged: Json = { ...base }
+    for (const [key, value] of Object.entries(patch)) merged[key] = mergePatch(base[key], value)
+    return merged
+  }
+  const named = (list: unknown[]) =>
+    list.every((item) => isObject(item) && typeof item.name === 'string')
+  if (Array.isArray(base) && Array.isArray(patch) && named(base) && named(patch)) {
+    const merged = [...base] as Json[]
+    for (const item of patch as Json[]) {
+      const at = merged.findIndex((existing) => existing.name === item.name)
+      if (at === -1) merged.push(item)
+      else merged[at] = mergePatch(merged[at], item) as Json
+    }
+    return merged
+  }
+  return patch === undefined ? base : patch
+}
+
+const sidecarCommand = (input: SessionJobInput): string[] => {
+  const { server, sessionName } = input
+  return [
+    server.nodePath,
+    // V8 settings for a small, mostly idle relay (see the local runtime).
+    '--max-semi-space-size=1',
+    '--single-threaded',
+    input.sidecarPath ?? SIDECAR_PATH,
+    '--session',
+    sessionName,
+    '--port',
+    String(server.port),
+    '--idle-timeout',
+    String(server.idleTimeout),
+    '--stop-grace',
+    String(server.stopGrace),
+    '--max-line',
+    String(server.maxLineBytes),
+    '--log-max-events',
+    String(server.eventLog.maxEvents),
+    '--log-max-bytes',
+    String(server.eventLog.maxBytes),
+    '--log-max-age',
+    String(server.eventLog.maxAge),
+    '--',
+    ...server.command,
+    ...server.args,
+  ]
+}
+
+export const buildSessionJob = (input: SessionJobInput): V1Job => {
+  const { server, sessionName, serverName, jobName } = input
+  const inject = server.delivery === 'inject'
+  const labels = {
+    ...server.labels,
+    'app.kubernetes.io/name': 'ferry-session',
+    'app.kubernetes.io/component': 'mcp-server',
+    'app.kubernetes.io/part-of': 'ferry',
+    'app.kubernetes.io/managed-by': MANAGED_BY,
+    [SESSION_LABEL]: sessionName,
+    [SERVER_LABEL]: serverName,
+  }
+  const startDeadline = new Date(input.now.getTime() + server.startTimeout).toISOString()
+  const annotations = { ...server.annotations, [START_DEADLINE_ANNOTATION]: startDeadline }
+
+  // What a podTemplatePatch may change.
+  const adjustable: V1PodTemplateSpec = {
+    metadata: { annotations: server.annotations },
+    spec: {
+      containers: [
+        {
+          name: 'mcp',
+          image: server.image,
+          imagePullPolicy: server.imagePullPolicy,
+          resources: server.resources,
+          envFrom: server.envFrom,
+          volumeMounts: server.volumeMounts,
+        },
+      ],
+      // The catalog passes volumes through; the API server validates their shape.
+      volumes: server.volumes as unknown as V1Volume[],
+      nodeSelector: server.nodeSelector,
+      tolerations: server.tolerations,
+      ...(server.affinity ? { affinity: server.affinity } : {}),
+      ...(server.priorityClassName ? { priorityClassName: server.priorityClassName } : {}),
+      ...(server.runtimeClassName ? { runtimeClassName: server.runtimeClassName } : {}),
+      ...(server.serviceAccountName ? { serviceAccountName: server.serviceAccountName } : {}),
+      imagePullSecrets: server.imagePullSecrets.map((name) => ({ name })),
+      terminationGracePeriodSeconds: Math.ceil(server.stopGrace / 1000) + 5,
+    },
+  }
+  const template = mergePatch(adjustable, server.podTemplatePatch ?? {}) as V1PodTemplateSpec
+  const spec = template.spec!
+  const patchedMcp = spec.containers.find((c) => c.name === 'mcp')!
+  const env: V1EnvVar[] = [
+    ...Object.entries(server.env).map(([name, value]) => ({ name, value })),
+    ...(patchedMcp.env ?? []),
+    { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
+    { name: 'FERRY_SIDECAR_VERIFIER', value: input.verifier },
+    // The root filesystem is read-only; tools that write caches need a home.
+    { name: 'HOME', value: '/tmp' },
+  ]
+  const mcp: V1Container = {
+    ...patchedMcp,
+    name: 'mcp',
+    command: sidecarCommand(input),
+    args: [],
+    env,
+    ports: [{ name: 'ws', containerPort: server.port, protocol: 'TCP' }],
+    readinessProbe: {
+      httpGet: { path: '/healthz', port: server.port },
+      periodSeconds: 1,
+      failureThreshold: 3,
+    },
+    securityContext: { ...patchedMcp.securityContext, ...restrictedContainer },
+    volumeMounts: [
+      ...(patchedMcp.volumeMounts ?? []).filter(
+        (m) => m.mountPath !== '/tmp' && m.mountPath !== '/ferry'
+      ),
+      { name: 'ferry-tmp', mountPath: '/tmp' },
+      ...(inject ? [{ name: 'ferry-sidecar', mountPath: '/ferry', readOnly: true }] : []),
+    ],
+  }
+  const injector: V1Container = {
+    name: 'ferry-inject',
+    image: server.sidecarImage,
+    imagePullPolicy: server.imagePullPolicy,
+    command: ['cp', SIDECAR_PATH, '/inject/sidecar.mjs'],
+    volumeMounts: [{ name: 'ferry-sidecar', mountPath: '/inject' }],
+    resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '64Mi' } },
+    securityContext: restrictedContainer,
+  }
+  const volumes = [
+    ...(spec.volumes ?? []).filter((v) => v.name !== 'ferry-tmp' && v.name !== 'ferry-sidecar'),
+    { name: 'ferry-tmp', emptyDir: { sizeLimit: server.tmpSizeLimit } },
+    ...(inject ? [{ name: 'ferry-sidecar', emptyDir: { sizeLimit: '16Mi' } }] : []),
+  ]
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { name: jobName, namespace: server.namespace, labels, annotations },
+    spec: {
+      backoffLimit: 0,
+      completions: 1,
+      parallelism: 1,
+      activeDeadlineSeconds: server.activeDeadlineSeconds,
+      ttlSecondsAfterFinished: server.ttlSecondsAfterFinished,
+      // A crashed session is not retried (its state is gone), and the reason stays visible.
+      podFailurePolicy: {
+        rules: [
+          { action: 'FailJob', onPodConditions: [{ type: 'DisruptionTarget', status: 'True' }] },
+          {
+            action: 'FailJob',
+            onExitCodes: { containerName: 'mcp', operator: 'NotIn', values: [0] },
+          },
+        ],
+      },
+      template: {
+        metadata: {
+          ...template.metadata,
+          labels: { ...template.metadata?.labels, ...labels },
+          annotations: { ...template.metadata?.annotations, ...annotations },
+        },
+        spec: {
+          ...spec,
+          restartPolicy: 'Never',
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          securityContext: {
+            ...spec.securityContext,
+            runAsNonRoot: true,
+            runAsUser: RUN_AS,
+            runAsGroup: RUN_AS,
+            fsGroup: RUN_AS,
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          initContainers: [
+            ...(spec.initContainers ?? []).filter((c) => c.name !== 'ferry-inject'),
+            ...(inject ? [injector] : []),
+          ],
+          containers: [mcp, ...spec.containers.filter((c) => c.name !== 'mcp')],
+          volumes,
+        },
+      },
+    },
+  }
+}
