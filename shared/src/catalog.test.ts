@@ -111,6 +111,7 @@ describe('parseCatalog defaults', () => {
           heartbeat: 15_000,
           maxPayload: 16 * MIB,
         },
+        kubernetes: { sweepInterval: 60_000 },
         shutdownGrace: 10_000,
         logLevel: 'info',
       },
