@@ -17,6 +17,7 @@ import { createRequire } from 'node:module'
 import { starters, type Contender } from './contenders.ts'
 import { latency, memory, sessionStart, throughput } from './measure.ts'
 import { renderReport, type Results } from './report.ts'
+import { runKubernetesStart } from './kubernetes-start.ts'
 import { runScale } from './scale.ts'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -93,6 +94,8 @@ for (let round = 1; round <= rounds; round++) {
   }
 }
 
+log('kubernetes runtime on the simulated cluster')
+results.kubernetes = await runKubernetesStart(quick ? 5 : 20)
 log('scale')
 results.scale = await runScale(plan.scaleSessions)
 

@@ -39,8 +39,27 @@ const statusOf = (body: unknown): { reason?: string; message?: string } => {
   }
 }
 
-/** Reads an error from `@kubernetes/client-node` (ApiException or a transport error). */
+/** `Watch` rejects a non-200 answer with `Error(statusText)` carrying `statusCode`. */
+const watchStatus = (error: unknown): number | undefined => {
+  const code = (error as { statusCode?: unknown } | null)?.statusCode
+  return typeof code === 'number' && code >= 400 ? code : undefined
+}
+
+const retryableStatus = (status: number) => status === 429 || status >= 500
+
+/**
+ * Reads an error from `@kubernetes/client-node`: an ApiException, a refused `Watch`
+ * (which has only the status line), or a transport error.
+ */
 export const apiFailure = (error: unknown): ApiFailure => {
+  const watchCode = watchStatus(error)
+  if (watchCode !== undefined) {
+    return {
+      status: watchCode,
+      message: `HTTP ${watchCode} ${(error as Error).message ?? ''}`.trim(),
+      retryable: retryableStatus(watchCode),
+    }
+  }
   if (isApiException(error)) {
     const { reason, message } = statusOf(error.body)
     const status = error.code
@@ -49,7 +68,7 @@ export const apiFailure = (error: unknown): ApiFailure => {
       status,
       reason,
       message: message ?? `HTTP ${status}`,
-      retryable: status === 429 || status >= 500,
+      retryable: retryableStatus(status),
       ...(Number.isFinite(retryAfter) ? { retryAfterSeconds: retryAfter } : {}),
     }
   }
@@ -62,10 +81,14 @@ export const apiFailure = (error: unknown): ApiFailure => {
   }
 }
 
-/** Exponential backoff with jitter for attempt `n` (0-based), honouring `Retry-After`. */
+/**
+ * Exponential backoff with jitter for attempt `n` (0-based), honouring `Retry-After`:
+ * never shorter than the server asked (up to 10 s), never a tight loop (a `Retry-After: 0`
+ * still waits the backoff).
+ */
 export const backoffMs = (attempt: number, failure: ApiFailure): number => {
-  if (failure.retryAfterSeconds !== undefined)
-    return Math.min(10_000, failure.retryAfterSeconds * 1000)
   const base = Math.min(5_000, 200 * 2 ** attempt)
-  return Math.round(base * (0.5 + Math.random() / 2))
+  const backoff = Math.round(base * (0.5 + Math.random() / 2))
+  if (failure.retryAfterSeconds === undefined) return backoff
+  return Math.min(10_000, Math.max(backoff, failure.retryAfterSeconds * 1000))
 }

@@ -20,8 +20,16 @@ const IMAGE_PULL = new Set([
 ])
 const CONFIG = new Set(['CreateContainerConfigError', 'CreateContainerError', 'RunContainerError'])
 
+const podEnded = (status: NonNullable<V1Pod['status']>): PodState => ({
+  kind: 'failed',
+  failure: 'exited',
+  message: `the pod ${status.phase === 'Failed' ? 'failed' : 'completed'}${status.reason ? ` (${status.reason}${status.message ? `: ${status.message}` : ''})` : ''} before it was ready`,
+})
+
 export const podState = (pod: V1Pod): PodState => {
   const status = pod.status ?? {}
+  // The pod's own reason (Evicted, DeadlineExceeded …) says more than its killed container's.
+  if (status.phase === 'Failed' && status.reason) return podEnded(status)
   const statuses = [...(status.initContainerStatuses ?? []), ...(status.containerStatuses ?? [])]
   for (const container of statuses) {
     const waiting = container.state?.waiting
@@ -57,13 +65,7 @@ export const podState = (pod: V1Pod): PodState => {
       }
     }
   }
-  if (status.phase === 'Failed' || status.phase === 'Succeeded') {
-    return {
-      kind: 'failed',
-      failure: 'exited',
-      message: `the pod ${status.phase === 'Failed' ? 'failed' : 'completed'}${status.reason ? ` (${status.reason}${status.message ? `: ${status.message}` : ''})` : ''} before it was ready`,
-    }
-  }
+  if (status.phase === 'Failed' || status.phase === 'Succeeded') return podEnded(status)
   const conditions = status.conditions ?? []
   const ready = conditions.some((c) => c.type === 'Ready' && c.status === 'True')
   if (ready && status.podIP) return { kind: 'ready', podIP: status.podIP }
