@@ -71,7 +71,10 @@ describe('apiFailure on ApiException-like objects', () => {
     expect(fromProxy).toMatchObject({ status: 502, retryable: true })
     expect(fromProxy.message).toBe(html.slice(0, 300))
     expect(
-      apiFailure({ code: 409, body: { reason: 'Conflict', message: 'the object has been modified' } })
+      apiFailure({
+        code: 409,
+        body: { reason: 'Conflict', message: 'the object has been modified' },
+      })
     ).toMatchObject({ status: 409, reason: 'Conflict', message: 'the object has been modified' })
   })
 })
@@ -235,7 +238,8 @@ describe('backoffMs', () => {
 
   it('never retries in a tight loop, even on Retry-After: 0 or a negative value', () => {
     for (const seconds of [0, -5]) {
-      for (let i = 0; i < 20; i++) expect(backoffMs(0, failure(seconds))).toBeGreaterThanOrEqual(100)
+      for (let i = 0; i < 20; i++)
+        expect(backoffMs(0, failure(seconds))).toBeGreaterThanOrEqual(100)
     }
   })
 })

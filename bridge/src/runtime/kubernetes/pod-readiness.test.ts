@@ -196,7 +196,8 @@ describe('podState', () => {
     ).toEqual({
       kind: 'failed',
       failure: 'exited',
-      message: 'the pod failed (Evicted: The node was low on resource: memory.) before it was ready',
+      message:
+        'the pod failed (Evicted: The node was low on resource: memory.) before it was ready',
     })
     // The eviction, not the SIGKILL it caused, is the reason worth showing.
     expect(
@@ -247,7 +248,10 @@ describe('podState', () => {
     // Other reasons (scheduling gates, a scheduler that has not looked yet) are no verdict.
     expect(
       podState(
-        pod({ phase: 'Pending', conditions: [condition('PodScheduled', 'False', 'SchedulingGated')] })
+        pod({
+          phase: 'Pending',
+          conditions: [condition('PodScheduled', 'False', 'SchedulingGated')],
+        })
       )
     ).toEqual({ kind: 'pending' })
   })

@@ -113,7 +113,10 @@ describe('buildSessionJob: image delivery', () => {
     expect((await build()).spec!.podFailurePolicy).toEqual({
       rules: [
         { action: 'FailJob', onPodConditions: [{ type: 'DisruptionTarget', status: 'True' }] },
-        { action: 'FailJob', onExitCodes: { containerName: 'mcp', operator: 'NotIn', values: [0] } },
+        {
+          action: 'FailJob',
+          onExitCodes: { containerName: 'mcp', operator: 'NotIn', values: [0] },
+        },
       ],
     })
   })
@@ -196,7 +199,9 @@ describe('buildSessionJob: image delivery', () => {
   })
 
   it('records the start deadline (now + startTimeout) on the Job and the pod', async () => {
-    const job = await build({ annotations: { [START_DEADLINE_ANNOTATION]: '2099-01-01T00:00:00Z' } })
+    const job = await build({
+      annotations: { [START_DEADLINE_ANNOTATION]: '2099-01-01T00:00:00Z' },
+    })
     const deadline = new Date(NOW.getTime() + 45_000).toISOString()
     expect(job.metadata!.annotations![START_DEADLINE_ANNOTATION]).toBe(deadline)
     expect(job.spec!.template.metadata!.annotations![START_DEADLINE_ANNOTATION]).toBe(deadline)
@@ -501,6 +506,12 @@ describe('buildSessionJob: podTemplatePatch', () => {
       { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
     ])
     expect(named('HOME')).toHaveLength(1)
+  })
+
+  it('keeps the mcp container when a patch replaces the container list', async () => {
+    const job = await build({ podTemplatePatch: { spec: { containers: [{ image: 'x:1' }] } } })
+    expect(podSpec(job).containers[0]!.name).toBe('mcp')
+    expect(mcpOf(job).image).toBe('ghcr.io/ferry-mcp/sidecar:0.1.0')
   })
 
   it('a podTemplatePatch that does nothing changes nothing', async () => {

@@ -48,6 +48,39 @@ const restrictedContainer: V1SecurityContext = {
   seccompProfile: { type: 'RuntimeDefault' },
 }
 
+/**
+ * The restricted settings on any container, whatever a patch asked for: no privileged
+ * mode, no root user, no added capabilities, no host ports, no unconfined profiles.
+ */
+const hardened = (container: V1Container): V1Container => {
+  const {
+    privileged: _privileged,
+    procMount: _procMount,
+    appArmorProfile,
+    runAsUser,
+    ...context
+  } = container.securityContext ?? {}
+  return {
+    ...container,
+    ...(container.ports
+      ? { ports: container.ports.map(({ hostPort: _hostPort, hostIP: _hostIP, ...port }) => port) }
+      : {}),
+    securityContext: {
+      ...context,
+      ...(runAsUser ? { runAsUser } : {}),
+      ...(appArmorProfile && appArmorProfile.type !== 'Unconfined' ? { appArmorProfile } : {}),
+      ...restrictedContainer,
+    },
+  }
+}
+
+/** Environment variables only Ferry sets: the sidecar's address and secret verifier. */
+const isFerryEnv = (name: string) => name === 'POD_IP' || name.startsWith('FERRY_SIDECAR_')
+
+/** Drops earlier entries of a name given again later (the later one wins, once). */
+const lastByName = (env: V1EnvVar[]): V1EnvVar[] =>
+  env.filter((entry, i) => !env.slice(i + 1).some((later) => later.name === entry.name))
+
 type Json = Record<string, unknown>
 const isObject = (value: unknown): value is Json =>
   typeof value === 'object' && value !== null && !Array.isArray(value)
@@ -149,17 +182,21 @@ export const buildSessionJob = (input: SessionJobInput): V1Job => {
   }
   const template = mergePatch(adjustable, server.podTemplatePatch ?? {}) as V1PodTemplateSpec
   const spec = template.spec!
-  const patchedMcp = spec.containers.find((c) => c.name === 'mcp')!
+  // A patch may have replaced the list (an unnamed container): the API server names the problem.
+  const containers: V1Container[] = Array.isArray(spec.containers) ? spec.containers : []
+  const patchedMcp = containers.find((c) => c?.name === 'mcp') ?? adjustable.spec!.containers[0]!
   const env: V1EnvVar[] = [
-    ...Object.entries(server.env).map(([name, value]) => ({ name, value })),
-    ...(patchedMcp.env ?? []),
+    // The root filesystem is read-only; tools that write caches need a home (unless set).
+    ...lastByName([
+      { name: 'HOME', value: '/tmp' },
+      ...Object.entries(server.env).map(([name, value]) => ({ name, value })),
+      ...(patchedMcp.env ?? []),
+    ]).filter((entry) => !isFerryEnv(entry.name)),
     { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
     { name: 'FERRY_SIDECAR_VERIFIER', value: input.verifier },
-    // The root filesystem is read-only; tools that write caches need a home.
-    { name: 'HOME', value: '/tmp' },
   ]
   const mcp: V1Container = {
-    ...patchedMcp,
+    ...hardened(patchedMcp),
     name: 'mcp',
     command: sidecarCommand(input),
     args: [],
@@ -170,7 +207,6 @@ export const buildSessionJob = (input: SessionJobInput): V1Job => {
       periodSeconds: 1,
       failureThreshold: 3,
     },
-    securityContext: { ...patchedMcp.securityContext, ...restrictedContainer },
     volumeMounts: [
       ...(patchedMcp.volumeMounts ?? []).filter(
         (m) => m.mountPath !== '/tmp' && m.mountPath !== '/ferry'
@@ -193,6 +229,9 @@ export const buildSessionJob = (input: SessionJobInput): V1Job => {
     { name: 'ferry-tmp', emptyDir: { sizeLimit: server.tmpSizeLimit } },
     ...(inject ? [{ name: 'ferry-sidecar', emptyDir: { sizeLimit: '16Mi' } }] : []),
   ]
+  // Host namespaces and an unconfined AppArmor profile are not for session pods.
+  const { hostNetwork: _hostNetwork, hostPID: _hostPID, hostIPC: _hostIPC, ...podSpec } = spec
+  const { appArmorProfile: podAppArmor, ...podContext } = spec.securityContext ?? {}
   return {
     apiVersion: 'batch/v1',
     kind: 'Job',
@@ -220,12 +259,15 @@ export const buildSessionJob = (input: SessionJobInput): V1Job => {
           annotations: { ...template.metadata?.annotations, ...annotations },
         },
         spec: {
-          ...spec,
+          ...podSpec,
           restartPolicy: 'Never',
           automountServiceAccountToken: false,
           enableServiceLinks: false,
           securityContext: {
-            ...spec.securityContext,
+            ...podContext,
+            ...(podAppArmor && podAppArmor.type !== 'Unconfined'
+              ? { appArmorProfile: podAppArmor }
+              : {}),
             runAsNonRoot: true,
             runAsUser: RUN_AS,
             runAsGroup: RUN_AS,
@@ -233,10 +275,10 @@ export const buildSessionJob = (input: SessionJobInput): V1Job => {
             seccompProfile: { type: 'RuntimeDefault' },
           },
           initContainers: [
-            ...(spec.initContainers ?? []).filter((c) => c.name !== 'ferry-inject'),
+            ...(spec.initContainers ?? []).filter((c) => c.name !== 'ferry-inject').map(hardened),
             ...(inject ? [injector] : []),
           ],
-          containers: [mcp, ...spec.containers.filter((c) => c.name !== 'mcp')],
+          containers: [mcp, ...containers.filter((c) => c?.name !== 'mcp').map(hardened)],
           volumes,
         },
       },

@@ -1,0 +1,229 @@
+/**
+ * @module test/helpers/kubernetes
+ *
+ * A real Ferry bridge whose servers run on the Kubernetes runtime, against the simulated cluster
+ * of `test/k8s` (fake API server, Job controller, kubelet simulator whose pods are real local
+ * processes on their own loopback IPs). The runtime is the real `KubernetesRuntime`, injected
+ * through `serveBridge({ runtimes })`, with the work tree's sidecar bundle as its sidecar path.
+ * It records the per-session secrets it was handed and the bridge's log lines, so tests can
+ * prove the secret never shows up anywhere else.
+ */
+import { Writable } from 'node:stream'
+import { fileURLToPath } from 'node:url'
+import type { KubeConfig } from '@kubernetes/client-node'
+import {
+  Keyring,
+  KubernetesRuntime,
+  type KubernetesRuntimeOptions,
+  type RunningBridge,
+  type Workload,
+  type WorkloadSpec,
+  serveBridge,
+} from '@ferry/bridge'
+import { CatalogSchema, createLogger } from '@ferry/shared'
+import type { Orphans, SimulatedCluster } from '../k8s/cluster.ts'
+import type { Job, Pod } from '../k8s/types.ts'
+import { fixturePath } from './bridge.ts'
+
+/** The bundled sidecar the pods run (built by `npm run build`). */
+export const sidecarBundle = fileURLToPath(
+  new URL('../../sidecar/dist/sidecar.mjs', import.meta.url)
+)
+/** Image of normal session pods; the simulator runs the command whatever the image. */
+export const SIDECAR_IMAGE = 'ferry.test/sidecar:dev'
+
+/** A `runtime: kubernetes` catalog entry running the conformance fixture in `namespace`. */
+export const kubernetesServer = (
+  namespace: string,
+  overrides: Record<string, unknown> = {}
+): Record<string, unknown> => ({
+  runtime: 'kubernetes',
+  namespace,
+  image: SIDECAR_IMAGE,
+  nodePath: process.execPath,
+  command: [process.execPath, fixturePath],
+  startTimeout: '5s',
+  idleTimeout: '2m',
+  stopGrace: '1s',
+  ...overrides,
+})
+
+/** The Kubernetes runtime, noting the session secrets it was given (to look for leaks). */
+export class RecordingKubernetesRuntime extends KubernetesRuntime {
+  readonly secrets: string[] = []
+
+  override start(spec: WorkloadSpec, signal: AbortSignal): Promise<Workload> {
+    this.secrets.push(spec.secret)
+    return super.start(spec, signal)
+  }
+}
+
+/** A runtime for `cluster` as the tests configure it (no periodic sweep). */
+export const kubernetesRuntime = (
+  cluster: SimulatedCluster,
+  options: Partial<KubernetesRuntimeOptions> & { kubeConfig?: KubeConfig } = {}
+): RecordingKubernetesRuntime =>
+  new RecordingKubernetesRuntime({
+    kubeConfig: cluster.kubeconfig,
+    sidecarPath: sidecarBundle,
+    namespaces: [cluster.namespace],
+    sweepIntervalMs: 0,
+    logger: createLogger({ name: 'kubernetes', level: 'silent' }),
+    ...options,
+  })
+
+export type LogLine = Record<string, unknown> & { msg?: string }
+
+export interface KubernetesBridge {
+  running: RunningBridge
+  runtime: RecordingKubernetesRuntime
+  port: number
+  /** MCP endpoint of `server`, or of the default server (`/mcp`) without one. */
+  url(server?: string): string
+  /** The bridge's JSON log lines so far (level debug), parsed. */
+  logs(): LogLine[]
+  /** The bridge's raw log text so far. */
+  logText(): string
+  close(): Promise<void>
+}
+
+export interface KubernetesBridgeOptions {
+  /** Catalog servers (`kubernetesServer(…)` entries). */
+  servers: Record<string, Record<string, unknown>>
+  defaultServer?: string
+  /** Overrides of the catalog's `bridge:` section. */
+  bridge?: Record<string, unknown>
+  /** Options of the runtime (e.g. another kubeConfig). */
+  runtime?: Partial<KubernetesRuntimeOptions>
+  /** Host in the bridge URLs (default 127.0.0.1). */
+  host?: string
+}
+
+export const startKubernetesBridge = async (
+  cluster: SimulatedCluster,
+  options: KubernetesBridgeOptions
+): Promise<KubernetesBridge> => {
+  let text = ''
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      text += chunk.toString('utf8')
+      callback()
+    },
+  })
+  const logger = createLogger({ name: 'bridge', level: 'debug', destination })
+  const runtime = kubernetesRuntime(cluster, {
+    logger: logger.child({ runtime: 'kubernetes' }),
+    ...options.runtime,
+  })
+  const catalog = CatalogSchema.parse({
+    bridge: {
+      host: '127.0.0.1',
+      port: 0,
+      logLevel: 'debug',
+      shutdownGrace: '200ms',
+      ...options.bridge,
+    },
+    ...(options.defaultServer ? { defaultServer: options.defaultServer } : {}),
+    servers: options.servers,
+  })
+  const running = await serveBridge({
+    catalog,
+    keyring: await Keyring.generate(),
+    logger,
+    runtimes: { kubernetes: runtime },
+  })
+  const origin = `http://${options.host ?? '127.0.0.1'}:${running.port}`
+  let closing: Promise<void> | undefined
+  return {
+    running,
+    runtime,
+    port: running.port,
+    url: (server) => (server ? `${origin}/${server}/mcp` : `${origin}/mcp`),
+    logText: () => text,
+    logs: () =>
+      text
+        .split('\n')
+        .filter(Boolean)
+        .flatMap((line) => {
+          try {
+            return [JSON.parse(line) as LogLine]
+          } catch {
+            return []
+          }
+        }),
+    close: () => (closing ??= running.stop()),
+  }
+}
+
+/** `Orphans` with processes as `namespace/name` (readable in a failed `toEqual`). */
+export interface Leftovers {
+  jobs: string[]
+  pods: string[]
+  processes: string[]
+}
+
+const leftovers = (orphans: Orphans): Leftovers => ({
+  jobs: orphans.jobs,
+  pods: orphans.pods,
+  processes: orphans.processes.map((p) => `${p.namespace}/${p.name} (pid ${p.pid})`),
+})
+
+const empty = (left: Leftovers) =>
+  left.jobs.length === 0 && left.pods.length === 0 && left.processes.length === 0
+
+/**
+ * What the cluster still holds once deletions in flight have had `timeoutMs` to finish (a
+ * Background delete removes the pod after the Job, and the kubelet stops its process first).
+ */
+export const settledOrphans = async (
+  cluster: SimulatedCluster,
+  timeoutMs = 15_000
+): Promise<Leftovers> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const left = leftovers(cluster.orphans())
+    if (empty(left) || Date.now() >= deadline) return left
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+/** Deletes every Job (Background) and pod in the cluster and waits until their processes end. */
+export const cleanCluster = async (cluster: SimulatedCluster): Promise<void> => {
+  cluster.api.faults.clear()
+  for (const job of cluster.api.store.list<Job>('jobs')) {
+    try {
+      cluster.api.deleteObject('jobs', job.metadata!.namespace!, job.metadata!.name!, {
+        propagationPolicy: 'Background',
+      })
+    } catch {
+      // already going
+    }
+  }
+  for (const pod of cluster.api.store.list<Pod>('pods')) {
+    try {
+      cluster.api.deleteObject('pods', pod.metadata!.namespace!, pod.metadata!.name!, {
+        gracePeriodSeconds: 0,
+      })
+    } catch {
+      // already going
+    }
+  }
+  await settledOrphans(cluster, 10_000)
+}
+
+/** Jobs in the cluster now (a copy of the fake API server's store). */
+export const jobsIn = (cluster: SimulatedCluster): Job[] => cluster.api.store.list<Job>('jobs')
+
+/** Pods in the cluster now. */
+export const podsIn = (cluster: SimulatedCluster): Pod[] => cluster.api.store.list<Pod>('pods')
+
+/** True when the Job has a `type` condition with status True. */
+export const hasCondition = (job: Job | undefined, type: string): boolean =>
+  (job?.status?.conditions ?? []).some((c) => c.type === type && c.status === 'True')
+
+/** The `p`-th percentile (0–100) of `values`, nearest-rank. */
+export const percentile = (values: number[], p: number): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length))
+  return sorted[Math.min(sorted.length, rank) - 1] ?? NaN
+}
