@@ -8,6 +8,7 @@
  * It records the per-session secrets it was handed and the bridge's log lines, so tests can
  * prove the secret never shows up anywhere else.
  */
+import { readdirSync, readFileSync } from 'node:fs'
 import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import type { KubeConfig } from '@kubernetes/client-node'
@@ -24,6 +25,7 @@ import { CatalogSchema, createLogger } from '@ferry/shared'
 import type { Orphans, SimulatedCluster } from '../k8s/cluster.ts'
 import type { Job, Pod } from '../k8s/types.ts'
 import { fixturePath } from './bridge.ts'
+import { commandLine, isAlive } from './processes.ts'
 
 /** The bundled sidecar the pods run (built by `npm run build`). */
 export const sidecarBundle = fileURLToPath(
@@ -42,7 +44,8 @@ export const kubernetesServer = (
   image: SIDECAR_IMAGE,
   nodePath: process.execPath,
   command: [process.execPath, fixturePath],
-  startTimeout: '5s',
+  // Long enough for a loaded machine; tests about timeouts set their own.
+  startTimeout: '10s',
   idleTimeout: '2m',
   stopGrace: '1s',
   ...overrides,
@@ -183,6 +186,39 @@ export const settledOrphans = async (
   for (;;) {
     const left = leftovers(cluster.orphans())
     if (empty(left) || Date.now() >= deadline) return left
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+/**
+ * Live processes started inside the cluster's pods, found by the `POD_IP` in their environment
+ * (`ipPrefix` is unique to one test file): the sidecar and, in its own process group, the MCP
+ * server it started. `orphans()` sees only each pod's main process.
+ */
+export const podProcesses = (ipPrefix: string): string[] => {
+  const found: string[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const pid = Number(entry)
+    if (pid === process.pid || !isAlive(pid)) continue
+    try {
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')
+      if (environ.some((line) => line.startsWith(`POD_IP=${ipPrefix}`))) {
+        found.push(`${pid} ${commandLine(pid).slice(0, 200)}`)
+      }
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return found
+}
+
+/** Waits (bounded) until no process runs in the cluster's pods; returns those still running. */
+export const settledPodProcesses = async (ipPrefix: string, timeoutMs = 10_000) => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const left = podProcesses(ipPrefix)
+    if (left.length === 0 || Date.now() >= deadline) return left
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
 }

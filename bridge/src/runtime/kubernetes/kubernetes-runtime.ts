@@ -63,6 +63,55 @@ const sleep = (ms: number, signal: AbortSignal) =>
     signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true })
   })
 
+/** Why an aborted start stopped: the start timeout's own error, or a plain abort. */
+const abortReason = (
+  signal: AbortSignal,
+  message = 'the session start was aborted'
+): WorkloadStartError =>
+  signal.reason instanceof WorkloadStartError
+    ? signal.reason
+    : new WorkloadStartError('timeout', message)
+
+/**
+ * Settles with `pending`, or rejects with the abort reason as soon as `signal` aborts, so a
+ * call the API server never answers cannot hold a start past its deadline. `abandoned` gets
+ * the call that was given up on (a create may still succeed and leave a Job to remove).
+ */
+const untilAborted = <T>(
+  pending: Promise<T>,
+  signal: AbortSignal,
+  abandoned?: (pending: Promise<T>) => void
+): Promise<T> =>
+  new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      abandoned?.(pending)
+      reject(abortReason(signal, 'the Kubernetes API did not answer in time'))
+    }
+    if (signal.aborted) return onAbort()
+    signal.addEventListener('abort', onAbort, { once: true })
+    pending.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(value)
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(error)
+      }
+    )
+  })
+
+/** Whether a pod belongs to the Job `jobName` (not to an older Job of the same session). */
+const ownedBy = (pod: V1Pod, jobName: string) =>
+  (pod.metadata?.ownerReferences ?? []).some((ref) => ref.kind === 'Job' && ref.name === jobName) ||
+  pod.metadata?.labels?.['batch.kubernetes.io/job-name'] === jobName ||
+  pod.metadata?.labels?.['job-name'] === jobName
+
+/** How long cleanup after a failed start may retry before the sweep is left to it. */
+const CLEANUP_MS = 5_000
+/** How long the best-effort look at Events for a timed-out start may take. */
+const WHY_MS = 2_000
+
 const wsAddress = (ip: string, port: number) => `ws://${ip.includes(':') ? `[${ip}]` : ip}:${port}`
 
 const isFinished = (job: V1Job) =>
@@ -84,7 +133,13 @@ export class KubernetesRuntime implements SessionRuntime {
     if (options.sweepIntervalMs > 0) {
       // Jitter spreads the replicas' sweeps apart.
       const interval = options.sweepIntervalMs * (0.75 + Math.random() / 2)
-      this.sweeper = setInterval(() => void this.sweep().catch(() => undefined), interval)
+      this.sweeper = setInterval(
+        () =>
+          void this.sweep().catch((error: unknown) =>
+            options.logger.warn({ error: apiFailure(error).message }, 'the sweep failed')
+          ),
+        interval
+      )
       this.sweeper.unref()
     }
   }
@@ -130,9 +185,18 @@ export class KubernetesRuntime implements SessionRuntime {
         now: new Date(),
         sidecarPath: this.options.sidecarPath,
       })
+      const name = jobName
       try {
-        await this.withRetries(signal, `create the session's Job in namespace ${namespace}`, () =>
-          batch.createNamespacedJob({ namespace, body })
+        await this.withRetries(
+          signal,
+          `create the session's Job in namespace ${namespace}`,
+          () => batch.createNamespacedJob({ namespace, body }),
+          // Given up on (the start timed out) but it may still land: remove what it makes.
+          (late) =>
+            void late.then(
+              () => this.removeJob(namespace, name, CLEANUP_MS).catch(() => undefined),
+              () => undefined
+            )
         )
         break
       } catch (error) {
@@ -152,7 +216,7 @@ export class KubernetesRuntime implements SessionRuntime {
         ref: { namespace, job: jobName },
       }
     } catch (error) {
-      await this.deleteJob(namespace, jobName).catch(() => undefined)
+      await this.removeJob(namespace, jobName, CLEANUP_MS).catch(() => undefined)
       throw toStartError(error)
     }
   }
@@ -161,12 +225,15 @@ export class KubernetesRuntime implements SessionRuntime {
   private async withRetries<T>(
     signal: AbortSignal,
     what: string,
-    call: () => Promise<T>
+    call: () => Promise<T>,
+    abandoned?: (pending: Promise<T>) => void
   ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
+      if (signal.aborted) throw abortReason(signal)
       try {
-        return await call()
+        return await untilAborted(call(), signal, abandoned)
       } catch (error) {
+        if (error instanceof WorkloadStartError) throw error
         const failure = apiFailure(error)
         if (!failure.retryable || signal.aborted) throw new JobApiError(what, failure)
         this.options.logger.warn(
@@ -201,6 +268,8 @@ export class KubernetesRuntime implements SessionRuntime {
         else resolve(ip!)
       }
       const examine = (pod: V1Pod) => {
+        // The session label may also be on an older Job's pod (a create retried after a 409).
+        if (!ownedBy(pod, jobName)) return
         const state = podState(pod)
         if (state.kind === 'ready') settle(undefined, state.podIP)
         else if (state.kind === 'failed')
@@ -226,6 +295,8 @@ export class KubernetesRuntime implements SessionRuntime {
           )
         )
       }
+      // A start whose create only just made it may already be out of time.
+      if (signal.aborted) return onAbort()
       signal.addEventListener('abort', onAbort, { once: true })
       // List, then watch from the list's resourceVersion, so no change falls between.
       const follow = async () => {
@@ -244,7 +315,7 @@ export class KubernetesRuntime implements SessionRuntime {
                     allowWatchBookmarks: true,
                   },
                   (type: string, pod: V1Pod) => {
-                    if (type === 'DELETED') {
+                    if (type === 'DELETED' && ownedBy(pod, jobName)) {
                       settle(
                         new WorkloadStartError(
                           'exited',
@@ -255,7 +326,24 @@ export class KubernetesRuntime implements SessionRuntime {
                       examine(pod)
                     }
                   },
-                  () => done()
+                  (error: unknown) => {
+                    // A refusal (403 …) is for good; timeouts, 410 and 5xx mean watch again.
+                    const failure = error ? apiFailure(error) : undefined
+                    if (
+                      failure &&
+                      failure.status >= 400 &&
+                      failure.status !== 410 &&
+                      !failure.retryable
+                    ) {
+                      settle(
+                        new JobApiError(
+                          `watch the session's pod in namespace ${namespace}`,
+                          failure
+                        )
+                      )
+                    }
+                    done()
+                  }
                 )
                 .then(
                   (controller) => {
@@ -284,10 +372,12 @@ export class KubernetesRuntime implements SessionRuntime {
   private async whyNoPod(namespace: string, jobName: string): Promise<string | undefined> {
     try {
       const { core } = await this.connect()
-      const events = await core.listNamespacedEvent({
-        namespace,
-        fieldSelector: `involvedObject.name=${jobName}`,
-      })
+      const bounded = new AbortController()
+      const timer = setTimeout(() => bounded.abort(), WHY_MS)
+      const events = await untilAborted(
+        core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${jobName}` }),
+        bounded.signal
+      ).finally(() => clearTimeout(timer))
       const warning = events.items.filter((e) => e.type === 'Warning').at(-1)
       return warning ? `${warning.reason}: ${warning.message}` : undefined
     } catch {
@@ -307,15 +397,25 @@ export class KubernetesRuntime implements SessionRuntime {
     }
   }
 
+  /** Deletes a Job, retrying throttling and server errors for up to `budgetMs`. */
+  private async removeJob(namespace: string, job: string, budgetMs: number): Promise<void> {
+    const controller = new AbortController()
+    const timer = setTimeout(() => controller.abort(), budgetMs)
+    timer.unref()
+    try {
+      await this.withRetries(controller.signal, `delete the session's Job ${job}`, () =>
+        this.deleteJob(namespace, job)
+      )
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
   async stop(workload: WorkloadRef): Promise<void> {
     const namespace = workload.ref?.namespace
     const job = workload.ref?.job
     if (!namespace || !job) return
-    const controller = new AbortController()
-    setTimeout(() => controller.abort(), 30_000).unref()
-    await this.withRetries(controller.signal, `delete the session's Job ${job}`, () =>
-      this.deleteJob(namespace, job)
-    )
+    await this.removeJob(namespace, job, 30_000)
   }
 
   /**
@@ -326,6 +426,10 @@ export class KubernetesRuntime implements SessionRuntime {
   async sweep(now = Date.now()): Promise<string[]> {
     const { batch, core } = await this.connect()
     const swept: string[] = []
+    // Sessions this replica started whose Jobs are over or gone (maybe swept by another
+    // replica) no longer count as active; only those known before the listing are judged.
+    const known = [...this.started]
+    const running = new Set<string>()
     for (const namespace of this.options.namespaces) {
       const jobs = await batch.listNamespacedJob({ namespace, labelSelector: MANAGED_SELECTOR })
       for (const job of jobs.items) {
@@ -339,13 +443,28 @@ export class KubernetesRuntime implements SessionRuntime {
             namespace,
             labelSelector: `job-name=${name}`,
           })
-          over = !pods.items.some((pod) => podState(pod).kind === 'ready')
+          // A start that never got going: no pod ever ran. A running session whose
+          // readiness probe fails for a moment is not over.
+          over = !pods.items.some(
+            (pod) => pod.status?.phase === 'Running' || podState(pod).kind === 'ready'
+          )
         }
-        if (!over) continue
-        await this.deleteJob(namespace, name).catch(() => undefined)
-        swept.push(name)
+        if (!over) {
+          if (!isFinished(job)) running.add(name)
+          continue
+        }
+        try {
+          await this.deleteJob(namespace, name)
+          swept.push(name)
+        } catch (error) {
+          this.options.logger.warn(
+            { job: name, error: apiFailure(error).message },
+            'could not sweep a Job'
+          )
+        }
       }
     }
+    for (const name of known) if (!running.has(name)) this.started.delete(name)
     if (swept.length)
       this.options.logger.info({ jobs: swept }, 'swept Jobs of sessions that are over')
     return swept
@@ -361,11 +480,13 @@ class JobApiError extends Error {
   readonly failure: ApiFailure
   constructor(what: string, failure: ApiFailure) {
     const detail =
-      failure.status === 403
-        ? `the bridge is not allowed to ${what}: ${failure.message}`
-        : failure.status === 422
-          ? `the Job was refused as invalid: ${failure.message}`
-          : `could not ${what}: ${failure.status ? `HTTP ${failure.status} ` : ''}${failure.message}`
+      failure.status === 403 && /PodSecurity/.test(failure.message)
+        ? `the pod breaks the namespace's Pod Security level: ${failure.message}`
+        : failure.status === 403
+          ? `the bridge is not allowed to ${what}: ${failure.message}`
+          : failure.status === 422
+            ? `the Job was refused as invalid: ${failure.message}`
+            : `could not ${what}: ${failure.status ? `HTTP ${failure.status} ` : ''}${failure.message}`
     super(detail)
     this.name = 'JobApiError'
     this.failure = failure
@@ -375,7 +496,9 @@ class JobApiError extends Error {
 const toStartError = (error: unknown): WorkloadStartError => {
   if (error instanceof WorkloadStartError) return error
   if (error instanceof JobApiError) {
-    return new WorkloadStartError(error.failure.status === 422 ? 'config' : 'api', error.message)
+    const { status, message } = error.failure
+    const config = status === 422 || (status === 403 && /PodSecurity/.test(message))
+    return new WorkloadStartError(config ? 'config' : 'api', error.message)
   }
   return new WorkloadStartError('api', (error as Error)?.message ?? String(error))
 }

@@ -155,12 +155,7 @@ describe('buildSessionJob: image delivery', () => {
     expect(mcp.image).toBe('ghcr.io/ferry-mcp/sidecar:0.1.0')
     expect(mcp.imagePullPolicy).toBe('IfNotPresent')
     const command = mcp.command!
-    expect(command.slice(0, 4)).toEqual([
-      'node',
-      '--max-semi-space-size=1',
-      '--single-threaded',
-      SIDECAR_PATH,
-    ])
+    expect(command.slice(0, 3)).toEqual(['node', '--max-semi-space-size=1', SIDECAR_PATH])
     expect(command).toEqual(expect.arrayContaining(['--session', SESSION, '--port', '8080']))
     expect(command[command.indexOf('--idle-timeout') + 1]).toBe('600000')
     expect(command.slice(command.indexOf('--'))).toEqual([
@@ -314,10 +309,9 @@ describe('buildSessionJob: inject delivery', () => {
     ])
     const mcp = mcpOf(job)
     expect(mcp.image).toBe('node:24-slim')
-    expect(mcp.command!.slice(0, 4)).toEqual([
+    expect(mcp.command!.slice(0, 3)).toEqual([
       '/usr/local/bin/node',
       '--max-semi-space-size=1',
-      '--single-threaded',
       SIDECAR_PATH,
     ])
     expect(mcp.volumeMounts).toEqual([
@@ -428,12 +422,7 @@ describe('buildSessionJob: podTemplatePatch', () => {
       seccompProfile: { type: 'RuntimeDefault' },
     })
     const mcp = mcpOf(job)
-    expect(mcp.command!.slice(0, 4)).toEqual([
-      'node',
-      '--max-semi-space-size=1',
-      '--single-threaded',
-      SIDECAR_PATH,
-    ])
+    expect(mcp.command!.slice(0, 3)).toEqual(['node', '--max-semi-space-size=1', SIDECAR_PATH])
     expect(mcp.command).not.toContain('/bin/sh')
     expect(mcp.args).toEqual([])
     expect(mcp.ports).toEqual([{ name: 'ws', containerPort: 8080, protocol: 'TCP' }])

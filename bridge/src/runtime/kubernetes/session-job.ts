@@ -115,7 +115,6 @@ const sidecarCommand = (input: SessionJobInput): string[] => {
     server.nodePath,
     // V8 settings for a small, mostly idle relay (see the local runtime).
     '--max-semi-space-size=1',
-    '--single-threaded',
     input.sidecarPath ?? SIDECAR_PATH,
     '--session',
     sessionName,
