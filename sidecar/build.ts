@@ -13,6 +13,11 @@ await build({
   format: 'esm',
   target: 'node22',
   sourcemap: false,
+  // The OpenTelemetry SDK rides along for traced sessions (a lazily initialised module, never
+  // evaluated without an OTLP endpoint). Whitespace and syntax minification keeps the bundle —
+  // and an untraced sidecar's memory — where it was without it; names stay for stack traces.
+  minifyWhitespace: true,
+  minifySyntax: true,
   legalComments: 'linked',
   // ws loads these optional native helpers inside try/catch; modern Node needs neither.
   external: ['bufferutil', 'utf-8-validate'],

@@ -1,10 +1,12 @@
 /**
  * @module
  * Assembles a bridge from a catalog and a keyring: runtimes, connection pool,
- * session directory, the MCP handler and the Hono app. `serveBridge` puts it on a
- * Node HTTP server and handles draining on shutdown.
+ * session directory, metrics, the MCP handler and the Hono app. `serveBridge` puts it
+ * on a Node HTTP server and handles draining on shutdown.
  */
 import { serve, type ServerType } from '@hono/node-server'
+import type { Tracer } from '@opentelemetry/api'
+import type { MetricReader } from '@opentelemetry/sdk-metrics'
 import type { Hono } from 'hono'
 import type { Catalog, Logger } from '@ferry/shared'
 import { createApp } from './app.ts'
@@ -17,6 +19,9 @@ import { SessionDirectory } from './session/session-directory.ts'
 import { SessionStarter } from './session/session-starter.ts'
 import { createOriginPolicy } from './transport/request-checks.ts'
 import { StreamableHTTPHandler } from './transport/streamable-http.ts'
+import { BridgeMetrics } from './telemetry/metrics.ts'
+import { Instrumentation } from './telemetry/operations.ts'
+import { SERVICE_NAME, SERVICE_VERSION } from './telemetry/sdk.ts'
 
 export interface BridgeOptions {
   catalog: Catalog
@@ -24,14 +29,21 @@ export interface BridgeOptions {
   logger: Logger
   /** Runtimes by kind; the local runtime is created when not given. */
   runtimes?: Record<string, SessionRuntime>
+  /** Traces client messages and session starts when given (see `startTelemetry`). */
+  tracer?: Tracer
+  /** Metric readers besides `/metrics`, e.g. OTLP (see `startTelemetry`). */
+  metricReaders?: MetricReader[]
 }
 
 export interface Bridge {
   app: Hono
   pool: ConnectionPool
   runtimes: Record<string, SessionRuntime>
+  metrics: BridgeMetrics
   /** Marks the bridge as draining (`/readyz` fails). */
   drain(): void
+  /** Ends every open SSE response with a `retry` hint so its client resumes elsewhere. */
+  endStreams(): void
   close(): Promise<void>
 }
 
@@ -70,11 +82,30 @@ export const createBridge = (options: BridgeOptions): Bridge => {
   const { catalog, keyring, logger } = options
   const settings = catalog.bridge
   const runtimes = options.runtimes ?? defaultRuntimes(catalog, logger)
+  const metrics = new BridgeMetrics({
+    serviceName: SERVICE_NAME,
+    serviceVersion: SERVICE_VERSION,
+    readers: options.metricReaders,
+  })
+  const instrumentation = new Instrumentation(metrics, options.tracer)
   const pool = new ConnectionPool({
     dialTimeoutMs: settings.connection.dialTimeout,
     idleCloseMs: settings.connection.idleClose,
     maxPayload: settings.connection.maxPayload,
     heartbeatMs: settings.connection.heartbeat,
+    onevicted: (count) => metrics.evicted(count),
+    onsessionend: (exit, target) => {
+      metrics.sessionEnd(exit.reason, exit.ageMs / 1000)
+      // A session that ended on its own (idle, server exit) leaves a workload to remove.
+      if (target.workload) {
+        starter.stopWorkload({ sessionName: target.sessionName, ...target.workload })
+      }
+    },
+  })
+  metrics.observe({
+    activeSessions: () =>
+      Object.values(runtimes).map((runtime) => [runtime.kind, runtime.activeSessions()]),
+    connections: () => pool.size,
   })
   const directory = new SessionDirectory({ keyring, maxAgeSeconds: settings.sessionMaxAge / 1000 })
   const starter = new SessionStarter({
@@ -84,6 +115,7 @@ export const createBridge = (options: BridgeOptions): Bridge => {
     pool,
     maxSessions: settings.maxSessions,
     logger,
+    instrumentation,
   })
   const mcp = new StreamableHTTPHandler({
     servers: catalog.servers,
@@ -91,6 +123,7 @@ export const createBridge = (options: BridgeOptions): Bridge => {
     pool,
     starter,
     logger,
+    instrumentation,
     originPolicy: createOriginPolicy(settings),
     bodyLimit: settings.bodyLimit,
     streams: {
@@ -105,18 +138,22 @@ export const createBridge = (options: BridgeOptions): Bridge => {
     mcp,
     defaultServer: catalog.defaultServer,
     isReady: () => ready,
+    metrics: () => metrics.scrape(),
   })
   return {
     app,
     pool,
     runtimes,
+    metrics,
     drain: () => {
       ready = false
     },
+    endStreams: () => mcp.drainStreams(),
     close: async () => {
       ready = false
       await pool.close()
       await Promise.all(Object.values(runtimes).map((runtime) => runtime.close()))
+      await metrics.shutdown()
     },
   }
 }
@@ -142,15 +179,33 @@ export const serveBridge = async (options: BridgeOptions): Promise<RunningBridge
   })
   logger.info({ host, port, servers: Object.keys(catalog.servers) }, 'bridge listening')
   let stopping: Promise<void> | undefined
+  /**
+   * Drains: `/readyz` fails at once while requests are still served for
+   * `drainDelay` (load balancers stop routing here first); then open SSE responses end
+   * with a `retry` hint, the listener closes, and in-flight requests get the rest of
+   * `shutdownGrace` to finish. Sessions are untouched: they live in their sidecars.
+   */
   const stop = () =>
     (stopping ??= (async () => {
+      const started = Date.now()
       bridge.drain()
+      const { drainDelay } = catalog.bridge
+      await new Promise<void>((resolve) =>
+        setTimeout(resolve, Math.min(drainDelay, shutdownGrace)).unref()
+      )
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-      const grace = new Promise<void>((resolve) => setTimeout(resolve, shutdownGrace).unref())
+      bridge.endStreams()
+      // Keep-alive sockets go idle one by one as their last response ends; close them as they do.
+      const idle = setInterval(() => {
+        if ('closeIdleConnections' in server) server.closeIdleConnections()
+      }, 50)
+      const left = Math.max(0, shutdownGrace - (Date.now() - started))
+      const grace = new Promise<void>((resolve) => setTimeout(resolve, left).unref())
       await Promise.race([closed, grace])
+      clearInterval(idle)
       if ('closeAllConnections' in server) server.closeAllConnections()
       await bridge.close()
-      logger.info({}, 'bridge stopped')
+      logger.info({ ms: Date.now() - started }, 'bridge stopped')
     })())
   return { bridge, server, port, stop }
 }

@@ -20,6 +20,7 @@ import {
 } from '@ferry/shared'
 import { serveBridge } from './bridge.ts'
 import { Keyring, KeyringError, addKeyToFile, loadKeyringFile } from './session/keyring.ts'
+import { startTelemetry } from './telemetry/sdk.ts'
 
 const USAGE = `Usage:
   ferry serve                 run the bridge
@@ -30,6 +31,8 @@ Environment (ferry serve):
   HOST, PORT                  listen address (override the catalog's bridge.host/port)
   FERRY_CONFIG                catalog file (YAML or JSON); default: the built-in catalog
   FERRY_SESSION_KEYS          keyring file; default: a fresh random key
+  OTEL_EXPORTER_OTLP_ENDPOINT export traces and metrics over OTLP (off when unset); the other
+                              standard OTEL_* variables apply (docs/observability.md)
 `
 
 /** The built-in catalog, pointing at the installed server-everything. */
@@ -56,6 +59,8 @@ const applyListenOverrides = (catalog: Catalog, env: NodeJS.ProcessEnv): Catalog
 }
 
 async function serveCommand(env: NodeJS.ProcessEnv): Promise<void> {
+  // First, so that whatever starts after it can be traced.
+  const telemetry = await startTelemetry(env)
   const catalog = applyListenOverrides(
     env.FERRY_CONFIG ? await loadCatalogFile(env.FERRY_CONFIG) : builtInCatalog(),
     env
@@ -71,7 +76,13 @@ async function serveCommand(env: NodeJS.ProcessEnv): Promise<void> {
       'FERRY_SESSION_KEYS is not set: using a random session key, so sessions will not survive a restart and other replicas cannot serve them'
     )
   }
-  const running = await serveBridge({ catalog, keyring, logger })
+  const running = await serveBridge({
+    catalog,
+    keyring,
+    logger,
+    tracer: telemetry.tracer,
+    metricReaders: telemetry.metricReaders,
+  })
   const { host } = catalog.bridge
   const shown = host.includes(':') ? `[${host}]` : host
   const names = Object.keys(catalog.servers)
@@ -87,7 +98,10 @@ async function serveCommand(env: NodeJS.ProcessEnv): Promise<void> {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       logger.info({ signal }, 'shutting down')
-      void running.stop().then(() => process.exit(0))
+      void running
+        .stop()
+        .then(() => telemetry.shutdown())
+        .then(() => process.exit(0))
     })
   }
 }

@@ -29,4 +29,7 @@ export {
 export { Keyring, KeyringError, addKeyToFile, loadKeyringFile } from './session/keyring.ts'
 export { type SessionClaims, SessionTokenCodec, newSessionName } from './session/token.ts'
 export { StreamableHTTPHandler, SESSION_HEADER } from './transport/streamable-http.ts'
+export { BridgeMetrics, type BridgeMetricsOptions } from './telemetry/metrics.ts'
+export { Instrumentation, Operation } from './telemetry/operations.ts'
+export { type Telemetry, startTelemetry } from './telemetry/sdk.ts'
 export { SUPPORTED_PROTOCOL_VERSIONS } from './transport/request-checks.ts'

@@ -113,7 +113,18 @@ describe('parseCatalog defaults', () => {
         },
         kubernetes: { sweepInterval: 60_000 },
         shutdownGrace: 10_000,
+        drainDelay: 1000,
         logLevel: 'info',
+        auth: { mode: 'none', allowUnauthenticated: false },
+        limits: {
+          maxSessions: 0,
+          maxSessionsPerPrincipal: 20,
+          maxSessionsPerServer: 0,
+          sessionRate: { perMinute: 60, burst: 20 },
+          maxInFlightPerSession: 64,
+          maxStreamsPerSession: 16,
+          sessionCount: { refreshInterval: 5000, maxUncounted: 10 },
+        },
       },
       servers: {
         everything: {

@@ -12,6 +12,13 @@ import { LineCounter, parseDocument } from 'yaml'
 import * as z from 'zod'
 import type { LogLevel } from './logger.ts'
 import { DURATION_HINT, SIZE_HINT, parseDuration, parseSize } from './units.ts'
+import {
+  AccessSchema,
+  AuthSettingsSchema,
+  LimitsSchema,
+  ServerAuthSchema,
+  ServerLimitsSchema,
+} from './catalog-security.ts'
 
 // ---------------------------------------------------------------------------------------------
 // Durations and sizes
@@ -227,8 +234,18 @@ export const BridgeSettingsSchema = z
       .prefault({}),
     /** On SIGTERM/SIGINT, how long in-flight requests may finish before the bridge exits. Default `10s`. */
     shutdownGrace: duration({ allowZero: true }).prefault('10s'),
+    /**
+     * On SIGTERM/SIGINT, how long the bridge keeps serving while `/readyz` already fails, so
+     * load balancers stop routing to it before its listener closes. Part of `shutdownGrace`.
+     * Default `1s`.
+     */
+    drainDelay: duration({ allowZero: true }).prefault('1s'),
     /** Log level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. Default `info`. */
     logLevel: z.enum(LOG_LEVELS).default('info'),
+    /** How clients authenticate (see `catalog-security.ts`). Default: `mode: none`, loopback only. */
+    auth: AuthSettingsSchema.prefault({}),
+    /** Quotas on sessions and requests (see `catalog-security.ts`). */
+    limits: LimitsSchema.prefault({}),
   })
   .transform(({ allowedHosts, ...settings }) => ({
     ...settings,
@@ -276,6 +293,12 @@ export const LocalServerSchema = z.strictObject({
   stopGrace: duration({ allowZero: true }).prefault('5s'),
   /** Per-session event log used to resume interrupted streams. */
   eventLog: EventLogSchema.prefault({}),
+  /** Authentication for this server, replacing `bridge.auth` as a whole. Optional. */
+  auth: ServerAuthSchema.optional(),
+  /** Who may start sessions of this server. Optional: every authenticated principal. */
+  access: AccessSchema.optional(),
+  /** Quotas of this server. Optional. */
+  limits: ServerLimitsSchema.optional(),
 })
 
 // Kubernetes objects Ferry passes through to the pod spec; the API server validates their inner shape.
@@ -336,6 +359,11 @@ export const KubernetesServerSchema = z.strictObject({
   sidecarImage: nonEmpty().default('ghcr.io/ferry-mcp/sidecar:0.1.0'),
   /** The Node binary in `image` that runs the sidecar. Default `node`. */
   nodePath: nonEmpty().default('node'),
+  /**
+   * Where the sidecar bundle is in `image` (`image` delivery). With `inject` delivery it is
+   * always `/ferry/sidecar.mjs`, where the init container puts it. Default `/ferry/sidecar.mjs`.
+   */
+  sidecarPath: nonEmpty().default('/ferry/sidecar.mjs'),
   /** The MCP server command, run by the sidecar. Required. */
   command: z.array(yamlString()).min(1, 'the server command is required'),
   /** Arguments appended to `command`. Default `[]`. */
@@ -433,6 +461,12 @@ export const KubernetesServerSchema = z.strictObject({
   stopGrace: duration({ allowZero: true }).prefault('5s'),
   /** Per-session event log used to resume interrupted streams. */
   eventLog: EventLogSchema.prefault({}),
+  /** Authentication for this server, replacing `bridge.auth` as a whole. Optional. */
+  auth: ServerAuthSchema.optional(),
+  /** Who may start sessions of this server. Optional: every authenticated principal. */
+  access: AccessSchema.optional(),
+  /** Quotas of this server. Optional. */
+  limits: ServerLimitsSchema.optional(),
 })
 
 /** One served MCP server, discriminated by `runtime`. */

@@ -61,6 +61,12 @@ describe('sidecar frames', () => {
     [{ t: 'exit', reason: 'shutdown', code: null, signal: 'SIGTERM' }, undefined],
     [{ t: 'exit', reason: 'deleted' }, undefined],
     [{ t: 'exit', reason: 'idle' }, undefined],
+    [
+      { t: 'ev', ch: 1, id: '_.3', tp: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+      '{"jsonrpc":"2.0","method":"notifications/message"}',
+    ],
+    [{ t: 'ev', ch: 1, id: 'rMQ.2', fin: 1, errorType: 'tool_error', evicted: 4 }, '{}'],
+    [{ t: 'exit', reason: 'idle', ageMs: 900_000, evicted: 2 }, undefined],
   ]
 
   it.each(cases)('round-trips %j', (header, payload) => {
@@ -143,6 +149,9 @@ describe('malformed frames', () => {
     ['an unknown exit reason', '{"t":"exit","reason":"tired"}'],
     ['a fractional exit code', '{"t":"exit","reason":"server_exit","code":1.5}'],
     ['a bridge type', '{"t":"req","ch":1}'],
+    ['a numeric error type', '{"t":"ev","ch":1,"id":"_.1","fin":1,"errorType":-32000}'],
+    ['a negative eviction count', '{"t":"ev","ch":1,"id":"_.1","evicted":-1}'],
+    ['a fractional session age', '{"t":"exit","reason":"idle","ageMs":1.5}'],
   ])('rejects a sidecar frame with %s', (_name, text) => {
     expect(decodeSidecarFrame(text)).toBeUndefined()
   })

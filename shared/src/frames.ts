@@ -9,6 +9,8 @@
  * exchange (a POST, or a GET stream) on that bridge replica. Channel numbers are
  * local to one WebSocket connection.
  */
+import type { TraceFields } from './trace-context.ts'
+
 /** WebSocket subprotocol spoken by bridge and sidecar; bumped on incompatible changes. */
 export const FRAME_PROTOCOL = 'ferry.v1'
 
@@ -20,13 +22,10 @@ export const UpgradeHeader = {
   authorization: 'authorization',
 } as const
 
-/** Trace context a frame may carry: the W3C traceparent and tracestate of the sending span. */
-interface TraceFields {
-  tp?: string
-  ts?: string
-}
-
-/** A client request: opens the request's stream in the sidecar. Payload: the request. */
+/**
+ * A client request: opens the request's stream in the sidecar. Payload: the request, as the
+ * client sent it; `tp`/`ts` carry the bridge's span, which the sidecar continues.
+ */
 export interface RequestFrame extends TraceFields {
   t: 'req'
   ch: number
@@ -59,12 +58,25 @@ export interface TerminateFrame {
 export type BridgeFrameHeader =
   RequestFrame | MessageFrame | AttachFrame | DetachFrame | TerminateFrame
 
-/** One SSE event for a channel. Payload: the message. `fin` marks the response that ends a POST stream. */
-export interface EventFrame extends TraceFields {
+/**
+ * One SSE event for a channel. Payload: the message. `fin` marks the response that ends a POST
+ * stream. `tp`/`ts` carry the sidecar's span for a server request or notification.
+ */
+export interface EventFrame extends TraceFields, EvictionReport {
   t: 'ev'
   ch: number
   id: string
   fin?: 1
+  /**
+   * On a `fin` event: the response's `error.type` — its JSON-RPC error code, or `tool_error` for
+   * a tool result with `isError` — so the bridge counts outcomes without parsing the payload.
+   */
+  errorType?: string
+}
+/** The sidecar's event-log evictions, reported once: on the next `ev` or `exit` frame to any bridge. */
+interface EvictionReport {
+  /** Events evicted from the session's log since the last report. */
+  evicted?: number
 }
 export const END_REASONS = ['complete', 'cancelled', 'takeover', 'session'] as const
 /** The channel's stream has nothing more (complete, cancelled, or taken over by another channel). */
@@ -101,11 +113,16 @@ export interface GapFrame {
 export const EXIT_REASONS = ['server_exit', 'deleted', 'idle', 'shutdown'] as const
 export type ExitReason = (typeof EXIT_REASONS)[number]
 /** The session is over: the server exited, the session was deleted, idled out or stopped. */
-export interface ExitFrame {
+export interface ExitFrame extends EvictionReport {
   t: 'exit'
   reason: ExitReason
   code?: number | null
   signal?: string | null
+  /**
+   * How long the session ran. On one connection's copy only (every connection gets `exit`), so
+   * the bridge that receives it counts the session's end exactly once.
+   */
+  ageMs?: number
 }
 export type SidecarFrameHeader =
   EventFrame | EndFrame | AckFrame | ErrorFrame | GapFrame | ExitFrame
@@ -132,6 +149,8 @@ const oneOf = (values: readonly string[]) => (value: unknown) =>
   typeof value === 'string' && values.includes(value)
 const hasTrace: Check = (h) =>
   optional(isShortString(128))(h.tp) && optional(isShortString(512))(h.ts)
+const isCount = (value: unknown) => Number.isSafeInteger(value) && (value as number) >= 0
+const hasEvictions: Check = (h) => optional(isCount)(h.evicted)
 
 // Hand-written rather than a schema library: this runs on every frame on both
 // sides, and it keeps the sidecar bundle small and quick to start.
@@ -143,16 +162,23 @@ const bridgeChecks: Record<BridgeFrameHeader['t'], Check> = {
   bye: () => true,
 }
 const sidecarChecks: Record<Exclude<SidecarFrameHeader['t'], 'exit'>, Check> = {
-  ev: (h) => typeof h.id === 'string' && optional((v) => v === 1)(h.fin) && hasTrace(h),
+  ev: (h) =>
+    typeof h.id === 'string' &&
+    optional((v) => v === 1)(h.fin) &&
+    hasTrace(h) &&
+    optional(isShortString(32))(h.errorType) &&
+    hasEvictions(h),
   end: (h) => oneOf(END_REASONS)(h.reason),
   ack: () => true,
   err: (h) => oneOf(FRAME_ERROR_CODES)(h.code) && typeof h.message === 'string',
-  gap: (h) => Number.isSafeInteger(h.missed) && (h.missed as number) >= 0,
+  gap: (h) => isCount(h.missed),
 }
 const isExit: Check = (h) =>
   oneOf(EXIT_REASONS)(h.reason) &&
   optional((v) => v === null || Number.isSafeInteger(v))(h.code) &&
-  optional((v) => v === null || typeof v === 'string')(h.signal)
+  optional((v) => v === null || typeof v === 'string')(h.signal) &&
+  hasEvictions(h) &&
+  optional(isCount)(h.ageMs)
 
 const validBridgeHeader = (h: Fields): h is Fields & BridgeFrameHeader => {
   const check = bridgeChecks[h.t as BridgeFrameHeader['t']]

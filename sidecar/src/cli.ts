@@ -9,8 +9,9 @@
  */
 import { readFileSync, writeSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { type LogLevel, parseDuration, parseSize } from '@ferry/shared'
+import { type LogLevel, createLogger, parseDuration, parseSize } from '@ferry/shared'
 import { runSidecar, type SidecarOptions } from './sidecar.ts'
+import { loadSessionTracer } from './telemetry/session-tracer.ts'
 
 export const VERIFIER_ENV = 'FERRY_SIDECAR_VERIFIER'
 export const SESSION_ENV = 'FERRY_SESSION'
@@ -37,6 +38,10 @@ Options:
   --cwd <dir>             working directory of the server
   --log-level <level>     fatal|error|warn|info|debug|trace|silent (default: info)
   -h, --help              show this help
+
+Tracing: with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT set (and not
+OTEL_SDK_DISABLED=true), spans are exported over OTLP/HTTP as service "ferry-sidecar"; the other
+standard OTEL_* variables apply (protocol http/protobuf or http/json, headers, sampler).
 `
 
 export class UsageError extends Error {}
@@ -189,7 +194,14 @@ export async function main(argv: string[]): Promise<void> {
   })
   let sidecar
   try {
-    sidecar = await runSidecar(options)
+    const logger = createLogger({ name: 'sidecar', level: options.logLevel }).child({
+      session: options.sessionName,
+    })
+    const tracer = await loadSessionTracer(process.env, {
+      sessionName: options.sessionName,
+      logger,
+    })
+    sidecar = await runSidecar({ ...options, logger, tracer })
   } catch (error) {
     const message = (error as Error).message
     writeFatal({ session: options.sessionName }, message)

@@ -1,7 +1,9 @@
 /**
  * @module
  * The sidecar as a library: what the local runtime and tests use to locate and
- * drive it. The process entry is `bin.ts`, bundled to `dist/sidecar.mjs`.
+ * drive it. The process entry is `bin.ts`, bundled to `dist/sidecar.mjs`. The
+ * OpenTelemetry session tracer is the `@ferry/sidecar/tracing` subpath, so that importing
+ * this entry does not load the SDK.
  */
 import { fileURLToPath } from 'node:url'
 
@@ -14,6 +16,7 @@ export {
   type SessionEnd,
   SidecarSession,
 } from './session/sidecar-session.ts'
+export type { MessageSpan, SessionTracer } from './telemetry/session-tracer.ts'
 
 /** Absolute path of the bundled sidecar, `dist/sidecar.mjs`. */
 export const sidecarBundlePath = (): string =>

@@ -12,6 +12,7 @@ import { EventLog, type EventLogLimits } from './session/event-log.ts'
 import { SidecarSession, type BridgePeer, type SessionEnd } from './session/sidecar-session.ts'
 import { SidecarServer } from './ws/sidecar-server.ts'
 import { StdioServerProcess, type ServerExit } from './stdio/server-process.ts'
+import type { SessionTracer } from './telemetry/session-tracer.ts'
 
 export interface SidecarOptions {
   command: string
@@ -34,10 +35,14 @@ export interface SidecarOptions {
   readyFd?: number
   logLevel: LogLevel
   logger?: Logger
+  /** Traces the session's messages; flushed before `done` resolves. */
+  tracer?: SessionTracer
 }
 
 /** Outbound bytes queued on a bridge connection before the server's output pauses. */
 const HIGH_WATER_MARK = 8 * 1024 * 1024
+/** How long exporting the last spans may hold up the sidecar's exit. */
+const TRACE_FLUSH_MS = 2000
 
 const describeExit = (exit: ServerExit) =>
   exit.error ??
@@ -87,6 +92,7 @@ export async function runSidecar(options: SidecarOptions): Promise<RunningSideca
     log,
     logger,
     idleTimeoutMs: options.idleTimeoutMs,
+    tracer: options.tracer,
     server: {
       send: (line) => {
         const ok = server.send(line)
@@ -111,6 +117,7 @@ export async function runSidecar(options: SidecarOptions): Promise<RunningSideca
     session.close({ ...end, code: exit.code, signal: exit.signal }, detail)
     logger.info({ reason: end.reason, code: exit.code, signal: exit.signal }, 'session ended')
     await network.close()
+    await options.tracer?.shutdown(TRACE_FLUSH_MS)
     resolveDone(end.reason === 'server_exit' ? (exit.code ?? 1) : 0)
   }
 

@@ -128,11 +128,11 @@ export interface CliResult {
   stderr: string
 }
 
-/** The environment of this process without Ferry's own variables. */
+/** The environment of this process without Ferry's own variables nor OpenTelemetry's. */
 export const cleanEnv = (): NodeJS.ProcessEnv => {
   const env = { ...process.env }
   for (const name of Object.keys(env)) {
-    if (name.startsWith('FERRY_') || name === 'PORT' || name === 'HOST') delete env[name]
+    if (/^(FERRY|OTEL)_/.test(name) || name === 'PORT' || name === 'HOST') delete env[name]
   }
   return env
 }

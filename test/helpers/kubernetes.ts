@@ -1,12 +1,21 @@
 /**
  * @module test/helpers/kubernetes
  *
- * A real Ferry bridge whose servers run on the Kubernetes runtime, against the simulated cluster
- * of `test/k8s` (fake API server, Job controller, kubelet simulator whose pods are real local
- * processes on their own loopback IPs). The runtime is the real `KubernetesRuntime`, injected
- * through `serveBridge({ runtimes })`, with the work tree's sidecar bundle as its sidecar path.
- * It records the per-session secrets it was handed and the bridge's log lines, so tests can
- * prove the secret never shows up anywhere else.
+ * A real Ferry bridge whose servers run on the Kubernetes runtime, against a test cluster whose
+ * pods are real local processes on their own loopback IPs (the kubelet simulator of `test/k8s`).
+ * The runtime is the real `KubernetesRuntime`, injected through `serveBridge({ runtimes })`, with
+ * the work tree's sidecar bundle as its sidecar path. It records the per-session secrets it was
+ * handed and the bridge's log lines, so tests can prove the secret never shows up anywhere else.
+ *
+ * Two tiers (`startTestCluster`, picked by `FERRY_K8S_TIER`):
+ * - `sim` (default): the simulated cluster of `test/k8s` (fake API server, Job controller,
+ *   kubelet simulator), with fault injection and a request log;
+ * - `real`: kube-apiserver + kube-controller-manager + etcd v1.20.2 (`test/k8s-real`, built by
+ *   `test/k8s-real/build.sh`) with the RBAC of `manifests/base` applied; the bridge runs as the
+ *   RoleBinding's ServiceAccount, the kubelet simulator as admin. No fault injection; the request
+ *   log comes from the apiserver's audit log.
+ *
+ * Functions that take a cluster accept a `SimulatedCluster` (as before) or a `TestCluster`.
  */
 import { readdirSync, readFileSync } from 'node:fs'
 import { Writable } from 'node:stream'
@@ -22,8 +31,10 @@ import {
   serveBridge,
 } from '@ferry/bridge'
 import { CatalogSchema, createLogger } from '@ferry/shared'
-import type { Orphans, SimulatedCluster } from '../k8s/cluster.ts'
+import { startSimulatedCluster, type Orphans, type SimulatedCluster } from '../k8s/cluster.ts'
+import type { KubeletSimulator, KubeletSimulatorOptions } from '../k8s/kubelet-simulator.ts'
 import type { Job, Pod } from '../k8s/types.ts'
+import { startRealCluster, type AuditedRequest, type RealCluster } from '../k8s-real/cluster.ts'
 import { fixturePath } from './bridge.ts'
 import { commandLine, isAlive } from './processes.ts'
 
@@ -61,9 +72,119 @@ export class RecordingKubernetesRuntime extends KubernetesRuntime {
   }
 }
 
+export type KubernetesTier = 'sim' | 'real'
+
+/** The tier `FERRY_K8S_TIER` asks for: `sim` (default) or `real`. */
+export const kubernetesTier = (): KubernetesTier => {
+  const tier = process.env.FERRY_K8S_TIER || 'sim'
+  if (tier !== 'sim' && tier !== 'real') {
+    throw new Error(`FERRY_K8S_TIER must be "sim" or "real", not "${tier}"`)
+  }
+  return tier
+}
+
+/** A request the API server received (the fake server's log, or the real one's audit log). */
+export type ApiRequest = AuditedRequest
+
+/** A cluster of either tier, as the e2e suite uses it. */
+export interface TestCluster {
+  tier: KubernetesTier
+  /** One line naming the cluster, for reports. */
+  description: string
+  /** The namespace session Jobs run in. */
+  namespace: string
+  /** The user the code under test authenticates as. */
+  user: string
+  /** The code under test's config (on `real`: the bridge's least-privilege token). */
+  kubeconfig: KubeConfig
+  kubelet: KubeletSimulator
+  /** The simulated cluster (fault injection, hooks, its store), only on the `sim` tier. */
+  sim: SimulatedCluster | undefined
+  /** The real control plane and its extras, only on the `real` tier. */
+  real: RealCluster | undefined
+  /** Jobs in `namespace` now (on `real`: an informer's view; see `synced`). */
+  jobs(): Job[]
+  /** Pods in `namespace` now. */
+  pods(): Pod[]
+  /** Resolves once `jobs()`/`pods()` show everything the API server had when it was called. */
+  synced(): Promise<void>
+  /** Requests by `user` since the last `clearRequests()`. */
+  requests(): ApiRequest[]
+  clearRequests(): void
+  /** What is left anywhere in the cluster: Jobs, pods (`namespace/name`) and pod processes. */
+  orphans(): Promise<Orphans>
+  /** Deletes every Job and pod, without waiting. */
+  clean(): Promise<void>
+  stop(): Promise<void>
+}
+
+export interface TestClusterOptions {
+  /** Default `kubernetesTier()`. */
+  tier?: KubernetesTier
+  /** Namespace of session Jobs on `sim`; `real` uses the one `manifests/base` grants. */
+  namespace: string
+  kubelet?: Omit<KubeletSimulatorOptions, 'kubeconfig'>
+  /** Progress lines while a `real` control plane starts. */
+  log?: (line: string) => void
+}
+
+/** Starts a cluster of the requested tier. */
+export const startTestCluster = async (options: TestClusterOptions): Promise<TestCluster> => {
+  const tier = options.tier ?? kubernetesTier()
+  if (tier === 'real') {
+    const real = await startRealCluster({
+      ...(options.kubelet ? { kubelet: options.kubelet } : {}),
+      ...(options.log ? { log: options.log } : {}),
+    })
+    return {
+      tier,
+      description: real.description,
+      namespace: real.namespace,
+      user: real.user,
+      kubeconfig: real.kubeconfig,
+      kubelet: real.kubelet,
+      sim: undefined,
+      real,
+      jobs: real.jobs,
+      pods: real.pods,
+      synced: () => real.synced(),
+      requests: real.requests,
+      clearRequests: real.clearRequests,
+      orphans: real.orphans,
+      clean: real.clean,
+      stop: real.stop,
+    }
+  }
+  const sim = await startSimulatedCluster({
+    namespace: options.namespace,
+    ...(options.kubelet ? { kubelet: options.kubelet } : {}),
+  })
+  return {
+    tier,
+    description: 'simulated cluster: fake API server, Job controller, kubelet simulator',
+    namespace: sim.namespace,
+    user: sim.user,
+    kubeconfig: sim.kubeconfig,
+    kubelet: sim.kubelet,
+    sim,
+    real: undefined,
+    jobs: () => sim.api.store.list<Job>('jobs'),
+    pods: () => sim.api.store.list<Pod>('pods'),
+    synced: async () => {},
+    requests: () => sim.api.requests.filter((request) => request.user === sim.user),
+    clearRequests: () => void (sim.api.requests.length = 0),
+    orphans: async () => sim.orphans(),
+    clean: async () => cleanSimulated(sim),
+    stop: () => sim.stop(),
+  }
+}
+
+const isTestCluster = (cluster: SimulatedCluster | TestCluster): cluster is TestCluster =>
+  'tier' in cluster
+
 /** A runtime for `cluster` as the tests configure it (no periodic sweep). */
 export const kubernetesRuntime = (
-  cluster: SimulatedCluster,
+  cluster: SimulatedCluster | TestCluster,
   options: Partial<KubernetesRuntimeOptions> & { kubeConfig?: KubeConfig } = {}
 ): RecordingKubernetesRuntime =>
   new RecordingKubernetesRuntime({
@@ -103,7 +224,7 @@ export interface KubernetesBridgeOptions {
 }
 
 export const startKubernetesBridge = async (
-  cluster: SimulatedCluster,
+  cluster: SimulatedCluster | TestCluster,
   options: KubernetesBridgeOptions
 ): Promise<KubernetesBridge> => {
   let text = ''
@@ -179,12 +300,12 @@ const empty = (left: Leftovers) =>
  * Background delete removes the pod after the Job, and the kubelet stops its process first).
  */
 export const settledOrphans = async (
-  cluster: SimulatedCluster,
+  cluster: SimulatedCluster | TestCluster,
   timeoutMs = 15_000
 ): Promise<Leftovers> => {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const left = leftovers(cluster.orphans())
+    const left = leftovers(await cluster.orphans())
     if (empty(left) || Date.now() >= deadline) return left
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
@@ -224,7 +345,14 @@ export const settledPodProcesses = async (ipPrefix: string, timeoutMs = 10_000) 
 }
 
 /** Deletes every Job (Background) and pod in the cluster and waits until their processes end. */
-export const cleanCluster = async (cluster: SimulatedCluster): Promise<void> => {
+export const cleanCluster = async (cluster: SimulatedCluster | TestCluster): Promise<void> => {
+  if (isTestCluster(cluster)) await cluster.clean()
+  else cleanSimulated(cluster)
+  await settledOrphans(cluster, 10_000)
+}
+
+/** Clears faults and deletes every Job (Background) and pod of a simulated cluster. */
+const cleanSimulated = (cluster: SimulatedCluster) => {
   cluster.api.faults.clear()
   for (const job of cluster.api.store.list<Job>('jobs')) {
     try {
@@ -244,14 +372,15 @@ export const cleanCluster = async (cluster: SimulatedCluster): Promise<void> => 
       // already going
     }
   }
-  await settledOrphans(cluster, 10_000)
 }
 
-/** Jobs in the cluster now (a copy of the fake API server's store). */
-export const jobsIn = (cluster: SimulatedCluster): Job[] => cluster.api.store.list<Job>('jobs')
+/** Jobs in the cluster now (a copy of the fake API server's store, or the informer's view). */
+export const jobsIn = (cluster: SimulatedCluster | TestCluster): Job[] =>
+  isTestCluster(cluster) ? cluster.jobs() : cluster.api.store.list<Job>('jobs')
 
 /** Pods in the cluster now. */
-export const podsIn = (cluster: SimulatedCluster): Pod[] => cluster.api.store.list<Pod>('pods')
+export const podsIn = (cluster: SimulatedCluster | TestCluster): Pod[] =>
+  isTestCluster(cluster) ? cluster.pods() : cluster.api.store.list<Pod>('pods')
 
 /** True when the Job has a `type` condition with status True. */
 export const hasCondition = (job: Job | undefined, type: string): boolean =>

@@ -42,6 +42,11 @@ export interface ControlPlaneOptions {
   timeoutMs?: number
   /** Progress lines (default: silent). */
   log?: (line: string) => void
+  /**
+   * An `audit.k8s.io/v1` Policy: when given, kube-apiserver writes every event it selects as one
+   * JSON line to `auditLog` (blocking mode, no rotation), e.g. to see which requests a user made.
+   */
+  auditPolicy?: Record<string, unknown>
 }
 
 export interface ControlPlane {
@@ -57,6 +62,8 @@ export interface ControlPlane {
   bridgeUser: string
   /** Temp dir holding data, certs, logs (`*.log`) and kubeconfigs. */
   dir: string
+  /** The JSON-lines audit log (`<dir>/audit.log`) when `auditPolicy` was given. */
+  auditLog: string | undefined
   /** Milliseconds from start until etcd was healthy, /readyz answered ok, controllers worked. */
   timings: { etcdMs: number; apiserverReadyMs: number; controllersReadyMs: number; totalMs: number }
   /** Writes a kubeconfig for `user` with `namespace` as the context namespace; returns its path. */
@@ -313,6 +320,20 @@ export const startControlPlane = async (
     log(`etcd healthy on ${etcdUrl} after ${etcdMs} ms`)
 
     const server = `https://127.0.0.1:${apiserverPort}`
+    let auditLog: string | undefined
+    const auditArgs: string[] = []
+    if (options.auditPolicy) {
+      // JSON is valid YAML, which is what the apiserver reads.
+      const policyFile = join(dir, 'audit-policy.json')
+      await writeFile(policyFile, `${JSON.stringify(options.auditPolicy, null, 2)}\n`)
+      auditLog = join(dir, 'audit.log')
+      auditArgs.push(
+        `--audit-policy-file=${policyFile}`,
+        `--audit-log-path=${auditLog}`,
+        '--audit-log-format=json',
+        '--audit-log-mode=blocking'
+      )
+    }
     const apiserverStarted = Date.now()
     const apiserver = launch('kube-apiserver', apiserverBin, [
       `--etcd-servers=${etcdUrl}`,
@@ -330,6 +351,7 @@ export const startControlPlane = async (
       '--service-account-issuer=https://kubernetes.default.svc',
       '--service-cluster-ip-range=10.96.0.0/16',
       FEATURE_GATES,
+      ...auditArgs,
     ])
     await waitFor('kube-apiserver /readyz', apiserver, async () => {
       const { status, body } = await probe(`${server}/readyz`, adminToken)
@@ -392,6 +414,7 @@ export const startControlPlane = async (
       bridgeToken,
       bridgeUser,
       dir,
+      auditLog,
       timings: { etcdMs, apiserverReadyMs, controllersReadyMs, totalMs },
       kubeconfigFor,
       stop,

@@ -5,7 +5,12 @@
  * closed; sessions known to be over are remembered for a while so they answer 404
  * without another dial.
  */
-import { DialError, SidecarConnection, type DialOptions } from './sidecar-connection.ts'
+import {
+  type DialOptions,
+  type SessionExit,
+  DialError,
+  SidecarConnection,
+} from './sidecar-connection.ts'
 
 export interface ConnectionPoolOptions {
   dialTimeoutMs: number
@@ -16,11 +21,20 @@ export interface ConnectionPoolOptions {
   tombstones?: number
   /** Opens a connection; injectable for tests. */
   dial?: (options: DialOptions) => Promise<SidecarConnection>
+  /** Events a sidecar evicted from its session's log (for metrics). */
+  onevicted?: (count: number) => void
+  /**
+   * A session ended, as its sidecar reports to exactly one bridge connection: that
+   * replica counts it and has its workload removed.
+   */
+  onsessionend?: (exit: SessionExit & { ageMs: number }, target: SessionTarget) => void
 }
 
 export interface SessionTarget {
   sessionName: string
   address: string
+  /** The session's workload, for the runtime to remove once the session is over. */
+  workload?: { runtime: string; ref?: Record<string, string> }
   /** The per-session secret; asked for only when a dial is needed. */
   secret: () => Promise<string>
 }
@@ -107,7 +121,11 @@ export class ConnectionPool {
       if (error instanceof DialError && error.gone) this.markEnded(target.sessionName)
       throw error
     }
-    connection.onexit = () => {
+    connection.onevicted = this.options.onevicted
+    connection.onexit = (exit) => {
+      if (exit.ageMs !== undefined) {
+        this.options.onsessionend?.(exit as SessionExit & { ageMs: number }, target)
+      }
       this.markEnded(target.sessionName)
       if (this.connections.get(target.sessionName) === pending) {
         this.connections.delete(target.sessionName)

@@ -414,13 +414,13 @@ describe('SidecarConnection channels', () => {
     fake.send({ t: 'ev', ch: 99, id: 'x.1' }, '{}')
     await until(() => four.heard.length === 1)
     expect(one.heard).toEqual([
-      { kind: 'event', args: ['r.1', '{"a":1}', false] },
-      { kind: 'event', args: ['r.2', '{"c":3}', true] },
+      { kind: 'event', args: ['r.1', '{"a":1}', false, { t: 'ev', ch: 1, id: 'r.1' }] },
+      { kind: 'event', args: ['r.2', '{"c":3}', true, { t: 'ev', ch: 1, id: 'r.2', fin: 1 }] },
     ])
     expect(two.heard).toEqual([
       { kind: 'ack', args: [] },
       { kind: 'gap', args: [5] },
-      { kind: 'event', args: ['_.9', '{"b":2}', false] },
+      { kind: 'event', args: ['_.9', '{"b":2}', false, { t: 'ev', ch: 2, id: '_.9' }] },
       { kind: 'end', args: ['takeover'] },
     ])
     expect(three.heard).toEqual([{ kind: 'error', args: ['duplicate_id', 'used'] }])
@@ -515,6 +515,23 @@ describe('SidecarConnection channels', () => {
     connection.open({ t: 'req' }, '{}', late)
     await Promise.resolve()
     expect(late.heard).toEqual([{ kind: 'lost', args: [exit] }])
+  })
+
+  it("reports the sidecar's evictions and the session's age for metrics", async () => {
+    const { fake, connection } = await connected()
+    const evicted: number[] = []
+    const exits: SessionExit[] = []
+    connection.onevicted = (count) => void evicted.push(count)
+    connection.onexit = (exit) => void exits.push(exit)
+    connection.open({ t: 'get' }, undefined, recorder())
+    await until(() => fake.frames.length === 1)
+    fake.send({ t: 'ev', ch: 1, id: '_.4', evicted: 3 }, '{}')
+    // Also on a frame for a channel nobody listens to any more.
+    fake.send({ t: 'ev', ch: 7, id: '_.5', evicted: 1 }, '{}')
+    fake.send({ t: 'exit', reason: 'idle', ageMs: 60_000, evicted: 2 })
+    await until(() => exits.length === 1)
+    expect(evicted).toEqual([3, 1, 2])
+    expect(exits).toEqual([{ reason: 'idle', ageMs: 60_000 }])
   })
 
   it('a malformed frame closes the connection and loses its channels', async () => {

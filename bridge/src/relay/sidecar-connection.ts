@@ -7,6 +7,7 @@
  */
 import WebSocket from 'ws'
 import {
+  type EventFrame,
   type ExitReason,
   type SidecarFrameHeader,
   FRAME_PROTOCOL,
@@ -17,7 +18,8 @@ import {
 
 /** What a channel hears back from the sidecar. */
 export interface ChannelListener {
-  onevent(id: string, payload: string, fin: boolean): void
+  /** One event; `frame` has the sidecar's trace context and, on `fin`, the response's error type. */
+  onevent(id: string, payload: string, fin: boolean, frame: EventFrame): void
   /** The stream has nothing more for this channel. */
   onend(reason: 'complete' | 'cancelled' | 'takeover' | 'session'): void
   onerror(code: string, message: string): void
@@ -33,6 +35,8 @@ export interface SessionExit {
   reason: ExitReason
   code?: number | null
   signal?: string | null
+  /** How long the session ran; on the one copy of `exit` whose receiver counts the end. */
+  ageMs?: number
 }
 
 /** Why a dial failed: the session is gone (404 for the client) or unreachable. */
@@ -70,6 +74,8 @@ export class SidecarConnection {
   onclose?: (exit: SessionExit | undefined) => void
   /** Called when the sidecar says the session is over, before its socket closes. */
   onexit?: (exit: SessionExit) => void
+  /** Called with the number of events the sidecar evicted from its log since its last report. */
+  onevicted?: (count: number) => void
 
   private constructor(ws: WebSocket, sessionName: string, heartbeatMs: number) {
     this.ws = ws
@@ -185,16 +191,19 @@ export class SidecarConnection {
     }
     const header: SidecarFrameHeader = frame.header
     if (header.t === 'exit') {
-      this.exit = { reason: header.reason, code: header.code, signal: header.signal }
+      if (header.evicted) this.onevicted?.(header.evicted)
+      const { reason, code, signal, ageMs } = header
+      this.exit = ageMs === undefined ? { reason, code, signal } : { reason, code, signal, ageMs }
       this.onexit?.(this.exit)
       return
     }
+    if (header.t === 'ev' && header.evicted) this.onevicted?.(header.evicted)
     const listener = this.channels.get(header.ch)
     if (!listener) return
     switch (header.t) {
       case 'ev':
         if (header.fin) this.forget(header.ch)
-        listener.onevent(header.id, frame.payload ?? '', header.fin === 1)
+        listener.onevent(header.id, frame.payload ?? '', header.fin === 1, header)
         return
       case 'end':
         this.forget(header.ch)

@@ -11,6 +11,8 @@ import {
   decodeBase64url,
   encodeBase64url,
   loadKeyringFile,
+  removeKeyFromFile,
+  setPrimaryKey,
 } from './keyring.ts'
 
 const randomSecret = (bytes = 32) =>
@@ -184,7 +186,9 @@ describe('keyring files', () => {
     expect(second).toEqual({ id: 'k-second', created: false })
     const ring2 = await loadKeyringFile(path)
     expect(ring2.ids).toEqual([first.id, 'k-second'])
-    expect(ring2.primaryId).toBe('k-second') // no `primary`: the newest key seals
+    // Adding never moves sealing to the new key: replicas that loaded it first would seal
+    // ids the others cannot open.
+    expect(ring2.primaryId).toBe(first.id)
 
     const third = await addKeyToFile(path, { id: 'k-third' })
     await addKeyToFile(path, { id: 'k-fourth' })
@@ -196,6 +200,20 @@ describe('keyring files', () => {
     expect(file.primary).toBe(pinned.id)
     expect(file.keys.every((k) => 'createdAt' in k)).toBe(true)
     expect((await stat(path)).mode & 0o777).toBe(0o600)
+  })
+
+  it('makes a key primary and drops keys, but never the one that seals', async () => {
+    const path = join(dir, 'keys.json')
+    await addKeyToFile(path, { id: 'old' })
+    await addKeyToFile(path, { id: 'new' })
+    expect((await loadKeyringFile(path)).primaryId).toBe('old')
+    await expect(removeKeyFromFile(path, 'old')).rejects.toThrow(/seals new session ids/)
+    await setPrimaryKey(path, 'new')
+    expect((await loadKeyringFile(path)).primaryId).toBe('new')
+    await removeKeyFromFile(path, 'old')
+    expect((await loadKeyringFile(path)).ids).toEqual(['new'])
+    await expect(setPrimaryKey(path, 'gone')).rejects.toThrow(/No key gone/)
+    await expect(removeKeyFromFile(path, 'gone')).rejects.toThrow(/No key gone/)
   })
 
   it('keeps an existing primary when appending without primary, and the file mode', async () => {

@@ -297,46 +297,23 @@ export async function loadKeyringFile(path: string): Promise<Keyring> {
 }
 
 /**
- * Adds a fresh random key to a keyring file, creating the file (mode 0600) if it is missing.
- * `primary: true` makes the new key the sealing key. Without it, the key is still used for
- * sealing when the file has no `primary`, because then the last key seals.
- *
- * The file is replaced atomically (write to a temporary file, then rename), keeping the mode
- * of an existing file. Concurrent writers are not coordinated; this backs a one-shot CLI.
+ * Reads, changes and atomically rewrites a keyring file (mode 0600 when created; an
+ * existing file keeps its mode). The result must load, so a broken file is never
+ * written; a broken existing file is refused.
  */
-export async function addKeyToFile(
+async function updateKeyringFile(
   path: string,
-  options?: { id?: string; primary?: boolean }
-): Promise<{ id: string; created: boolean }> {
-  if (options?.id !== undefined && !KEY_ID_PATTERN.test(options.id)) {
-    throw new KeyringError(`Invalid key id for ${path}: ${KEY_ID_MESSAGE}`, {
-      source: path,
-      issues: [{ path: 'id', message: KEY_ID_MESSAGE }],
-    })
-  }
+  change: (file: KeyringFile | undefined) => KeyringFile
+): Promise<{ created: boolean }> {
   const fs = await loadFs()
   const { dirname, basename, join } = await import('node:path')
-
   const existing = await readKeyringJSON(fs, path)
-  let file: KeyringFile
   let mode = 0o600
-  if (existing === undefined) {
-    file = { keys: [] }
-  } else {
-    const keyring = await Keyring.fromJSON(existing, path) // refuse to rewrite a broken file
-    if (options?.id !== undefined && keyring.has(options.id))
-      throw new KeyringError(`Key id ${options.id} already exists in ${path}`, {
-        source: path,
-        issues: [{ path: 'id', message: 'already exists in the keyring' }],
-      })
-    file = existing as KeyringFile
+  if (existing !== undefined) {
+    await Keyring.fromJSON(existing, path) // refuse to rewrite a broken file
     mode = (await fs.stat(path)).mode & 0o777
   }
-
-  let entry = newKeyEntry(options?.id)
-  while (file.keys.some((key) => key.id === entry.id)) entry = newKeyEntry() // same-day clash
-  const next: KeyringFile = { ...file, keys: [...file.keys, entry] }
-  if (options?.primary) next.primary = entry.id
+  const next = change(existing as KeyringFile | undefined)
   await Keyring.fromJSON(next, path) // never write a file that would not load
 
   const dir = dirname(path)
@@ -347,7 +324,7 @@ export async function addKeyToFile(
   try {
     try {
       await handle.writeFile(`${JSON.stringify(next, null, 2)}\n`, 'utf8')
-      await handle.chmod(mode) // the umask may have narrowed it; an existing file keeps its mode
+      await handle.chmod(mode) // the umask may have narrowed it
       await handle.sync()
     } finally {
       await handle.close()
@@ -357,5 +334,66 @@ export async function addKeyToFile(
     await fs.rm(temp, { force: true })
     throw error
   }
-  return { id: entry.id, created: existing === undefined }
+  return { created: existing === undefined }
+}
+
+const keyringIssue = (path: string, message: string, field: string) =>
+  new KeyringError(`${message} (${path})`, { source: path, issues: [{ path: field, message }] })
+
+/**
+ * Creates a keyring file with one new key, or adds a key to an existing one. Adding to
+ * a file never changes which key seals unless `primary` is set: a file without a
+ * `primary` gets its current sealing key pinned first, because replicas that already
+ * loaded the new key would otherwise seal session ids the others cannot open yet.
+ * Rotation: add a key, roll every replica, make it primary, roll, drop the old one, roll.
+ */
+export async function addKeyToFile(
+  path: string,
+  options?: { id?: string; primary?: boolean }
+): Promise<{ id: string; created: boolean }> {
+  if (options?.id !== undefined && !KEY_ID_PATTERN.test(options.id)) {
+    throw keyringIssue(path, `Invalid key id: ${KEY_ID_MESSAGE}`, 'id')
+  }
+  let id = ''
+  const { created } = await updateKeyringFile(path, (file) => {
+    const keys = file?.keys ?? []
+    if (options?.id !== undefined && keys.some((key) => key.id === options.id)) {
+      throw keyringIssue(path, `Key id ${options.id} already exists`, 'id')
+    }
+    let entry = newKeyEntry(options?.id)
+    while (keys.some((key) => key.id === entry.id)) entry = newKeyEntry() // same-day clash
+    id = entry.id
+    const sealing = file?.primary ?? keys.at(-1)?.id
+    const primary = options?.primary || !sealing ? entry.id : sealing
+    return { ...file, keys: [...keys, entry], primary }
+  })
+  return { id, created }
+}
+
+/** Makes key `id` the one that seals new session ids. */
+export async function setPrimaryKey(path: string, id: string): Promise<void> {
+  await updateKeyringFile(path, (file) => {
+    if (!file?.keys.some((key) => key.id === id)) {
+      throw keyringIssue(path, `No key ${id} in the keyring`, 'id')
+    }
+    return { ...file, primary: id }
+  })
+}
+
+/** Drops key `id`; session ids sealed with it stop working. The primary key cannot be dropped. */
+export async function removeKeyFromFile(path: string, id: string): Promise<void> {
+  await updateKeyringFile(path, (file) => {
+    if (!file?.keys.some((key) => key.id === id)) {
+      throw keyringIssue(path, `No key ${id} in the keyring`, 'id')
+    }
+    const sealing = file.primary ?? file.keys.at(-1)!.id
+    if (sealing === id) {
+      throw keyringIssue(
+        path,
+        `Key ${id} seals new session ids: make another key primary first`,
+        'id'
+      )
+    }
+    return { ...file, keys: file.keys.filter((key) => key.id !== id) }
+  })
 }

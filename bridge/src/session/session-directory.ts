@@ -51,6 +51,7 @@ export class SessionDirectory {
       target: {
         sessionName: claims.sid,
         address: claims.addr,
+        workload: { runtime: claims.rt, ...(claims.ref ? { ref: claims.ref } : {}) },
         // Derived only to dial, which pooled connections rarely need.
         secret: () => deriveSidecarSecret(this.keyring, keyId, claims.sid),
       },

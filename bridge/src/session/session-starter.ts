@@ -5,6 +5,10 @@
  * connection, forwards the `initialize`, and answers with a freshly minted session
  * id. Any failure is a JSON-RPC error on the `initialize` with the reason, no
  * session id, and the workload removed.
+ *
+ * Each start is timed by runtime and outcome and, with tracing on, is a span of its own inside
+ * the `initialize` span, with an event per phase (`workload.ready`, `sidecar.connected`,
+ * `initialize.answered`) and the failure kind and reason when it fails.
  */
 import {
   type JSONRPCRequest,
@@ -12,6 +16,7 @@ import {
   type ServerConfig,
   ErrorCode,
   errorResponse,
+  traceLogFields,
 } from '@ferry/shared'
 import type { ConnectionPool } from '../relay/connection-pool.ts'
 import type { SidecarConnection } from '../relay/sidecar-connection.ts'
@@ -20,6 +25,7 @@ import { WorkloadStartError } from '../runtime/runtime.ts'
 import type { SessionDirectory } from './session-directory.ts'
 import type { SessionClaims } from './token.ts'
 import { SSE_HEADERS } from '../transport/sse-stream.ts'
+import type { Instrumentation, Operation, SessionStart } from '../telemetry/operations.ts'
 
 export interface SessionStarterOptions {
   servers: Record<string, ServerConfig>
@@ -29,6 +35,15 @@ export interface SessionStarterOptions {
   /** Sessions this replica may have running at once (0 = no limit). */
   maxSessions: number
   logger: Logger
+  instrumentation: Instrumentation
+}
+
+/** What the server sent on the `initialize` channel. */
+interface ForwardedEvent {
+  id: string
+  payload: string
+  fin: boolean
+  errorType?: string
 }
 
 const SESSION_ID_HEADER = 'mcp-session-id'
@@ -41,13 +56,16 @@ export class SessionStarter {
     this.options = options
   }
 
+  /** Starts a session for `request`; ends `operation` (the `initialize`) with the answer. */
   async initialize(
     serverName: string,
     request: JSONRPCRequest,
     body: string,
-    clientSignal: AbortSignal
+    clientSignal: AbortSignal,
+    operation: Operation
   ): Promise<Response> {
-    const { servers, runtimes, directory, pool, maxSessions, logger } = this.options
+    const { servers, runtimes, directory, pool, maxSessions, logger, instrumentation } =
+      this.options
     const server = servers[serverName]!
     const runtime = runtimes[server.runtime]!
     const reply = (
@@ -55,11 +73,19 @@ export class SessionStarter {
       message: string,
       status = 200,
       headers: Record<string, string> = {}
-    ) =>
-      new Response(JSON.stringify(errorResponse(request.id, code, message)), {
+    ) => {
+      operation.end(String(code), message)
+      return new Response(JSON.stringify(errorResponse(request.id, code, message)), {
         status,
         headers: { 'content-type': 'application/json', ...headers },
       })
+    }
+    /** The start failed for `failure`: say why to the client, the log and the span. */
+    const failed = (start: SessionStart, failure: string, why: string, fields = {}) => {
+      log.warn({ failure, why, ...fields }, 'session start failed')
+      start.fail(failure, why)
+      return reply(ErrorCode.ServerError, `Session start failed: ${why}`)
+    }
     if (maxSessions > 0 && runtime.activeSessions() + this.starting >= maxSessions) {
       return reply(
         ErrorCode.ServerError,
@@ -69,7 +95,15 @@ export class SessionStarter {
       )
     }
     const { sessionName, secret } = await directory.newSession()
-    const log = logger.child({ session: sessionName, server: serverName })
+    const start = instrumentation.sessionStart(operation, serverName, runtime.kind)
+    start.session(sessionName)
+    operation.session(sessionName)
+    const log = logger.child({
+      session: sessionName,
+      server: serverName,
+      request: request.id,
+      ...traceLogFields(start.trace ?? operation.trace),
+    })
     const timeout = new AbortController()
     const timer = setTimeout(
       () =>
@@ -90,17 +124,13 @@ export class SessionStarter {
     } catch (error) {
       clearTimeout(timer)
       const reason = error instanceof WorkloadStartError ? error : undefined
-      log.warn(
-        { failure: reason?.failure ?? 'internal', error: (error as Error).message },
-        'session start failed'
-      )
-      return reply(
-        ErrorCode.ServerError,
-        `Session start failed: ${reason?.message ?? 'internal error'}`
-      )
+      return failed(start, reason?.failure ?? 'internal', reason?.message ?? 'internal error', {
+        error: (error as Error).message,
+      })
     } finally {
       this.starting--
     }
+    start.phase('workload.ready')
     const ready = Date.now()
     const stop = () => void runtime.stop({ sessionName, ref: workload.ref }).catch(() => undefined)
     let connection: SidecarConnection
@@ -108,16 +138,18 @@ export class SessionStarter {
       connection = await pool.get({
         sessionName,
         address: workload.address,
+        workload: { runtime: runtime.kind, ...(workload.ref ? { ref: workload.ref } : {}) },
         secret: async () => secret,
       })
     } catch (error) {
       clearTimeout(timer)
       stop()
-      log.warn({ error: (error as Error).message }, 'session start failed: sidecar unreachable')
-      return reply(ErrorCode.ServerError, `Session start failed: ${(error as Error).message}`)
+      instrumentation.metrics.relayError('dial')
+      return failed(start, 'unreachable', (error as Error).message)
     }
+    start.phase('sidecar.connected')
     const connected = Date.now()
-    const events = await this.forward(connection, body, signal)
+    const events = await this.forward(connection, body, signal, start)
     clearTimeout(timer)
     const last = events.at(-1)
     let result: { protocolVersion?: unknown } | undefined
@@ -133,13 +165,19 @@ export class SessionStarter {
       this.end(connection)
       pool.markEnded(sessionName)
       stop()
-      if (last?.fin)
+      if (last?.fin) {
+        // The server answered, with an error: that answer goes to the client as it is.
+        log.warn({ failure: 'initialize', errorType: last.errorType }, 'session start failed')
+        start.fail('initialize', 'the MCP server refused initialize')
+        operation.end(last.errorType ?? String(ErrorCode.InternalError))
         return new Response(last.payload, { headers: { 'content-type': 'application/json' } })
-      const why = signal.aborted
-        ? ((signal.reason as Error)?.message ?? 'aborted')
-        : 'the MCP server did not answer initialize'
-      log.warn({ why }, 'session start failed')
-      return reply(ErrorCode.ServerError, `Session start failed: ${why}`)
+      }
+      if (!signal.aborted)
+        return failed(start, 'initialize', 'the MCP server did not answer initialize')
+      const reason = signal.reason
+      return reason instanceof WorkloadStartError
+        ? failed(start, reason.failure, reason.message)
+        : failed(start, 'cancelled', (reason as Error)?.message ?? 'aborted')
     }
     const sessionId = await directory.mint({
       sid: sessionName,
@@ -159,6 +197,10 @@ export class SessionStarter {
       },
       'session started'
     )
+    start.phase('initialize.answered')
+    start.succeed()
+    operation.session(sessionName, result.protocolVersion)
+    operation.end()
     const headers = { [SESSION_ID_HEADER]: sessionId }
     if (events.length === 1) {
       return new Response(last.payload, {
@@ -173,10 +215,11 @@ export class SessionStarter {
   private forward(
     connection: SidecarConnection,
     body: string,
-    signal: AbortSignal
-  ): Promise<{ id: string; payload: string; fin: boolean }[]> {
+    signal: AbortSignal,
+    start: SessionStart
+  ): Promise<ForwardedEvent[]> {
     return new Promise((resolve) => {
-      const events: { id: string; payload: string; fin: boolean }[] = []
+      const events: ForwardedEvent[] = []
       const done = () => {
         signal.removeEventListener('abort', onAbort)
         resolve(events)
@@ -185,15 +228,20 @@ export class SessionStarter {
         connection.release(ch, true)
         done()
       }
-      const ch = connection.open({ t: 'req' }, body, {
-        onevent: (id, payload, fin) => {
-          events.push({ id, payload, fin })
-          if (fin) done()
-        },
-        onend: done,
-        onerror: done,
-        onlost: done,
-      })
+      const trace = start.trace
+      const ch = connection.open(
+        trace ? { t: 'req', tp: trace.tp, ts: trace.ts } : { t: 'req' },
+        body,
+        {
+          onevent: (id, payload, fin, frame) => {
+            events.push({ id, payload, fin, errorType: frame.errorType })
+            if (fin) done()
+          },
+          onend: done,
+          onerror: done,
+          onlost: done,
+        }
+      )
       if (signal.aborted) onAbort()
       else signal.addEventListener('abort', onAbort, { once: true })
     })
@@ -210,13 +258,17 @@ export class SessionStarter {
   }
 
   /** Removes a session's workload after it ended (DELETE). */
-  stopWorkload(claims: SessionClaims): void {
-    const runtime = this.options.runtimes[claims.rt]
+  stopWorkload(workload: {
+    runtime: string
+    sessionName: string
+    ref?: Record<string, string>
+  }): void {
+    const runtime = this.options.runtimes[workload.runtime]
     void runtime
-      ?.stop({ sessionName: claims.sid, ref: claims.ref })
+      ?.stop({ sessionName: workload.sessionName, ref: workload.ref })
       .catch((error: Error) =>
         this.options.logger.warn(
-          { session: claims.sid, error: error.message },
+          { session: workload.sessionName, error: error.message },
           'could not remove a workload'
         )
       )

@@ -14,6 +14,8 @@ export interface SseStreamOptions {
   keepAliveMs: number
   /** Bytes queued for a slow client before the stream is cut off. */
   maxBacklogBytes: number
+  /** Open streams, so a draining bridge can end them all; the stream adds and removes itself. */
+  registry?: Set<SseStream>
 }
 
 export const SSE_HEADERS = {
@@ -30,12 +32,15 @@ export class SseStream {
   private closed = false
   private readonly keepAlive: NodeJS.Timeout | undefined
   private readonly maxBacklogBytes: number
+  private readonly registry: Set<SseStream> | undefined
 
-  /** The client went away (or was cut off); called once. */
-  onclose?: (reason: 'client' | 'backlog') => void
+  /** The client went away, was cut off, or the bridge is draining; called once. */
+  onclose?: (reason: 'client' | 'backlog' | 'drain') => void
 
   constructor(options: SseStreamOptions) {
     this.maxBacklogBytes = options.maxBacklogBytes
+    this.registry = options.registry
+    this.registry?.add(this)
     this.body = new ReadableStream<Uint8Array>(
       {
         start: (controller) => {
@@ -78,6 +83,18 @@ export class SseStream {
     this.write(`: ${text.replaceAll('\n', ' ')}\n\n`)
   }
 
+  /**
+   * Ends the response between two events with a `retry` hint, because this replica is
+   * going away: the client reconnects with `Last-Event-ID`, on another replica.
+   */
+  drain(retryMs: number): void {
+    if (this.closed) return
+    this.retry(retryMs)
+    this.stop()
+    this.controller.close()
+    this.onclose?.('drain')
+  }
+
   /** Ends the response normally. */
   close(): void {
     if (this.closed) return
@@ -103,5 +120,6 @@ export class SseStream {
   private stop(): void {
     this.closed = true
     clearInterval(this.keepAlive)
+    this.registry?.delete(this)
   }
 }

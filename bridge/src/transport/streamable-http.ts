@@ -7,14 +7,20 @@
  *
  * A POSTed request is answered with JSON when the server's first message for it is
  * its response, and with an SSE stream otherwise (decided at that first message).
+ *
+ * Each POSTed request or notification is an {@link Operation}: timed until its answer (the end
+ * of its SSE stream when streamed) and, with tracing on, a SERVER span whose context rides in the
+ * frame to the sidecar; the payload itself is relayed as the client sent it.
  */
 import {
+  type EventFrame,
   type JSONRPCRequest,
   type Logger,
   type ServerConfig,
   ErrorCode,
   classifyMessage,
   errorResponse,
+  traceLogFields,
   formatEventId,
   parseEventId,
   requestStreamKey,
@@ -28,6 +34,7 @@ import {
 import type { ConnectionPool } from '../relay/connection-pool.ts'
 import type { ResolvedSession, SessionDirectory } from '../session/session-directory.ts'
 import type { SessionStarter } from '../session/session-starter.ts'
+import type { Instrumentation, Operation } from '../telemetry/operations.ts'
 import {
   type OriginPolicy,
   checkContentType,
@@ -59,6 +66,7 @@ export interface StreamableHTTPOptions {
   /** Largest POST body in bytes. */
   bodyLimit: number
   logger: Logger
+  instrumentation: Instrumentation
 }
 
 export const SESSION_HEADER = 'mcp-session-id'
@@ -73,11 +81,32 @@ const sessionNotFound = () =>
 const jsonResponse = (body: string, headers?: Record<string, string>) =>
   new Response(body, { status: 200, headers: { 'content-type': 'application/json', ...headers } })
 
+/** The frame that opens a channel for a message, with the operation's trace context if any. */
+const frameFor = (t: 'req' | 'msg', operation: Operation | undefined) => {
+  const trace = operation?.trace
+  return trace ? { t, tp: trace.tp, ts: trace.ts } : { t }
+}
+
 export class StreamableHTTPHandler {
   private readonly options: StreamableHTTPOptions
+  /** Open SSE responses, ended with a `retry` hint when the bridge drains. */
+  private readonly streams = new Set<SseStream>()
 
   constructor(options: StreamableHTTPOptions) {
     this.options = options
+  }
+
+  /** Open SSE responses on this replica. */
+  get openStreams(): number {
+    return this.streams.size
+  }
+
+  /**
+   * Ends every open SSE response between two events with a `retry` hint, so clients
+   * resume with `Last-Event-ID` on another replica. Their streams live on in the sidecars.
+   */
+  drainStreams(): void {
+    for (const stream of [...this.streams]) stream.drain(this.options.streams.retryMs)
   }
 
   /** Answers one request for server `serverName`; never throws. */
@@ -134,6 +163,7 @@ export class StreamableHTTPHandler {
       return await this.options.pool.get(session.target)
     } catch (error) {
       if (error instanceof DialError && error.gone) throw sessionNotFound()
+      this.options.instrumentation.metrics.relayError('dial')
       throw new FerryHTTPError(502, ErrorCode.ServerError, "Cannot reach the session's sidecar")
     }
   }
@@ -159,28 +189,40 @@ export class StreamableHTTPHandler {
         'Invalid Request: not a JSON-RPC 2.0 message'
       )
     }
-    const isInitialize = message.kind === 'request' && message.message.method === 'initialize'
-    if (!headers.has(SESSION_HEADER) && isInitialize) {
-      return this.options.starter.initialize(
-        serverName,
-        message.message as JSONRPCRequest,
-        body,
-        request.signal
-      )
+    const operation =
+      message.kind === 'response'
+        ? undefined
+        : this.options.instrumentation.begin(message.message, headers)
+    try {
+      const isInitialize = message.kind === 'request' && message.message.method === 'initialize'
+      if (!headers.has(SESSION_HEADER) && isInitialize) {
+        return await this.options.starter.initialize(
+          serverName,
+          message.message as JSONRPCRequest,
+          body,
+          request.signal,
+          operation!
+        )
+      }
+      const session = await this.session(request, serverName)
+      operation?.session(session.claims.sid, session.claims.pv)
+      if (isInitialize) {
+        throw new FerryHTTPError(
+          400,
+          ErrorCode.InvalidRequest,
+          'Invalid Request: Server already initialized'
+        )
+      }
+      const connection = await this.connect(session)
+      if (message.kind === 'request') {
+        return this.relayRequest(connection, message.message, body, session, request, operation!)
+      }
+      return this.relayMessage(connection, body, operation)
+    } catch (error) {
+      if (error instanceof FerryHTTPError) operation?.end(String(error.code), error.message)
+      else operation?.end(String(ErrorCode.InternalError))
+      throw error
     }
-    const session = await this.session(request, serverName)
-    if (isInitialize) {
-      throw new FerryHTTPError(
-        400,
-        ErrorCode.InvalidRequest,
-        'Invalid Request: Server already initialized'
-      )
-    }
-    const connection = await this.connect(session)
-    if (message.kind === 'request') {
-      return this.relayRequest(connection, message.message, body, session, request.signal)
-    }
-    return this.relayMessage(connection, body)
   }
 
   /**
@@ -216,13 +258,14 @@ export class StreamableHTTPHandler {
     const connection = await this.connect(session)
     for (const { item, classified } of messages) {
       if (classified!.kind === 'request') continue
-      const answer = await this.relayMessage(connection, JSON.stringify(item))
+      const answer = await this.relayMessage(connection, JSON.stringify(item), undefined)
       if (answer.status !== 202) return answer
     }
     const requests = messages.filter((m) => m.classified!.kind === 'request')
     if (requests.length === 0) return new Response(null, { status: 202 })
     const { streams } = this.options
     const sse = new SseStream({
+      registry: this.streams,
       keepAliveMs: streams.keepAliveMs,
       maxBacklogBytes: streams.maxBacklogBytes,
     })
@@ -255,36 +298,49 @@ export class StreamableHTTPHandler {
     return new Response(sse.body, { status: 200, headers: SSE_HEADERS })
   }
 
-  /** A notification or response: 202 once the sidecar has handed it to the server. */
-  private relayMessage(connection: SidecarConnection, body: string): Promise<Response> {
+  /**
+   * A notification or response: 202 once the sidecar has handed it to the server. A
+   * notification's operation ends with the answer.
+   */
+  private relayMessage(
+    connection: SidecarConnection,
+    body: string,
+    operation: Operation | undefined
+  ): Promise<Response> {
+    const { metrics } = this.options.instrumentation
     return new Promise((resolve) => {
-      const ch = connection.open({ t: 'msg' }, body, {
+      const answer = (error?: FerryHTTPError) => {
+        if (error) operation?.end(String(error.code), error.message)
+        else operation?.end()
+        resolve(error ? error.toResponse() : new Response(null, { status: 202 }))
+      }
+      const ch = connection.open(frameFor('msg', operation), body, {
         onack: () => {
           connection.release(ch, false)
-          resolve(new Response(null, { status: 202 }))
+          answer()
         },
         onevent: () => undefined,
         onend: () => undefined,
-        onerror: (code, text) =>
-          resolve(
+        onerror: (code, text) => {
+          metrics.relayError(code)
+          answer(
             code === 'not_running'
-              ? sessionNotFound().toResponse()
-              : new FerryHTTPError(
-                  400,
-                  ErrorCode.InvalidRequest,
-                  `Invalid Request: ${text}`
-                ).toResponse()
-          ),
-        onlost: (exit) =>
-          resolve(
+              ? sessionNotFound()
+              : new FerryHTTPError(400, ErrorCode.InvalidRequest, `Invalid Request: ${text}`)
+          )
+        },
+        onlost: (exit) => {
+          if (!exit) metrics.relayError('lost')
+          answer(
             exit
-              ? sessionNotFound().toResponse()
+              ? sessionNotFound()
               : new FerryHTTPError(
                   502,
                   ErrorCode.ServerError,
                   "Lost the connection to the session's sidecar"
-                ).toResponse()
-          ),
+                )
+          )
+        },
       })
     })
   }
@@ -294,28 +350,35 @@ export class StreamableHTTPHandler {
     message: JSONRPCRequest,
     body: string,
     session: ResolvedSession,
-    clientSignal: AbortSignal
+    request: Request,
+    operation: Operation
   ): Promise<Response> {
-    const { streams } = this.options
+    const { streams, instrumentation, logger } = this.options
+    const clientSignal = request.signal
     const priming = supportsPriming(session.claims.pv)
     return new Promise((resolve) => {
       let sse: SseStream | undefined
       let settled = false
       let pollTimer: NodeJS.Timeout | undefined
 
-      const finish = () => {
+      /** Settles the exchange; the operation ends here, so a streamed one ends with its stream. */
+      const finish = (errorType?: string, description?: string) => {
         settled = true
         clearTimeout(pollTimer)
         clientSignal.removeEventListener('abort', onAbort)
+        operation.end(errorType, description)
       }
       const startSse = () => {
         sse = new SseStream({
+          registry: this.streams,
           keepAliveMs: streams.keepAliveMs,
           maxBacklogBytes: streams.maxBacklogBytes,
         })
         sse.onclose = () => {
-          if (!settled) connection.release(ch, true)
-          finish()
+          // The client went away (or fell too far behind) before the answer.
+          if (settled) return
+          connection.release(ch, true)
+          finish('cancelled')
         }
         if (priming) sse.prime(formatEventId(requestStreamKey(message.id), 0), streams.retryMs)
         resolve(new Response(sse.body, { status: 200, headers: SSE_HEADERS }))
@@ -329,52 +392,70 @@ export class StreamableHTTPHandler {
         } else {
           resolve(jsonResponse(error))
         }
-        finish()
+        finish(String(code), text)
+      }
+      const relayFailed = (kind: string) => {
+        instrumentation.metrics.relayError(kind)
+        logger.warn(
+          {
+            session: session.claims.sid,
+            server: session.claims.srv,
+            request: message.id,
+            kind,
+            ...traceLogFields(operation.trace),
+          },
+          'relay failure'
+        )
       }
       const onAbort = () => {
         if (settled) return
         connection.release(ch, true)
         sse?.close()
-        finish()
+        finish('cancelled')
       }
       const listener: ChannelListener = {
-        onevent: (id, payload, fin) => {
+        onevent: (id, payload, fin, frame: EventFrame) => {
+          if (!fin) operation.link(frame)
           if (!sse && fin) {
-            finish()
+            finish(frame.errorType)
             resolve(jsonResponse(payload))
             return
           }
           const stream = sse ?? startSse()
           stream.event(id, payload)
           if (fin) {
-            finish()
+            finish(frame.errorType)
             stream.close()
           }
         },
-        onend: () => {
+        onend: (reason) => {
           // Cancelled by the client or taken over: nothing more will come here.
-          finish()
+          finish(reason === 'cancelled' ? 'cancelled' : undefined)
           ;(sse ?? startSse()).close()
         },
         onerror: (code, text) => {
+          relayFailed(code)
           if (code === 'not_running') {
-            finish()
-            resolve(sessionNotFound().toResponse())
+            const error = sessionNotFound()
+            finish(String(error.code), error.message)
+            resolve(error.toResponse())
           } else {
             fail(ErrorCode.InvalidRequest, `Invalid Request: ${text}`)
           }
         },
         onlost: (exit) => {
+          if (!exit) relayFailed('lost')
           if (!sse && exit) {
             // The session ended before this request reached the server.
-            finish()
-            resolve(sessionNotFound().toResponse())
+            const error = sessionNotFound()
+            finish(String(error.code), error.message)
+            resolve(error.toResponse())
             return
           }
           if (sse && priming && !exit) {
             // A primed stream is resumable while the sidecar lives; if it is gone, say so.
             const stream = sse
-            finish()
+            finish(String(ErrorCode.ServerError), "Lost the connection to the session's sidecar")
             void this.options.pool.get(session.target).then(
               () => stream.close(),
               (error: unknown) => {
@@ -397,7 +478,7 @@ export class StreamableHTTPHandler {
           )
         },
       }
-      const ch = connection.open({ t: 'req' }, body, listener)
+      const ch = connection.open(frameFor('req', operation), body, listener)
       clientSignal.addEventListener('abort', onAbort, { once: true })
       if (streams.pollAfterMs > 0 && priming) {
         pollTimer = setTimeout(() => {
@@ -430,6 +511,7 @@ export class StreamableHTTPHandler {
     const { streams } = this.options
     return new Promise((resolve) => {
       const sse = new SseStream({
+        registry: this.streams,
         keepAliveMs: streams.keepAliveMs,
         maxBacklogBytes: streams.maxBacklogBytes,
       })
@@ -505,7 +587,12 @@ export class StreamableHTTPHandler {
       })
     })
     this.options.pool.markEnded(session.claims.sid)
-    this.options.starter.stopWorkload(session.claims)
+    const { claims } = session
+    this.options.starter.stopWorkload({
+      runtime: claims.rt,
+      sessionName: claims.sid,
+      ref: claims.ref,
+    })
     return new Response(null, { status: 200 })
   }
 }

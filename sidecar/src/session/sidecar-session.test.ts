@@ -484,7 +484,8 @@ describe('other server messages', () => {
     expect(p.on(0).map((f) => f.header)).toEqual([
       { t: 'ack', ch: 0 },
       { t: 'gap', ch: 0, missed: 3 },
-      { t: 'ev', ch: 0, id: '_.4' },
+      // The first frame out reports the evictions to the bridge, once.
+      { t: 'ev', ch: 0, id: '_.4', evicted: 3 },
       { t: 'ev', ch: 0, id: '_.5' },
     ])
   })
@@ -711,6 +712,8 @@ describe('session end', () => {
         reason: 'server_exit',
         code: 3,
         signal: null,
+        // One copy says how long the session ran, so exactly one bridge counts its end.
+        ...(p === a ? { ageMs: 0 } : {}),
       })
     }
     expect(session.inFlight).toBe(0)
@@ -806,5 +809,48 @@ describe('delivery invariant', () => {
     serverSends(result(1))
     expectOneStreamPerMessage(peers)
     expect(session.inFlight).toBe(0)
+  })
+})
+
+describe('trace context and outcomes, without a tracer', () => {
+  const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
+  const bridgeSpan = '00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01'
+
+  it('writes what the client sent, byte for byte, when nobody traces', () => {
+    const { server, peer, frame } = setup()
+    const p = peer()
+    const payload = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"traceparent":"${traceparent}","tracestate":"a=1","baggage":"k=v"}}}`
+    frame(p, { t: 'req', ch: 1 }, payload)
+    frame(p, { t: 'msg', ch: 2 }, '{"jsonrpc":"2.0","method":"notifications/initialized"}')
+    expect(server.lines).toEqual([
+      `${payload}\n`,
+      '{"jsonrpc":"2.0","method":"notifications/initialized"}\n',
+    ])
+  })
+
+  it("gives the server the bridge's span from the frame, keeping the other _meta keys", () => {
+    const { server, peer, frame } = setup()
+    const p = peer()
+    const meta = { traceparent, tracestate: 'client=1', baggage: 'k=v', progressToken: 't' }
+    frame(p, { t: 'req', ch: 1, tp: bridgeSpan }, request(1, 'tools/call', { _meta: meta }))
+    frame(p, { t: 'msg', ch: 2, tp: bridgeSpan, ts: 'b=2' }, logMessage('x'))
+    expect(server.messages.map((m) => (m.params as { _meta: unknown })._meta)).toEqual([
+      { traceparent: bridgeSpan, baggage: 'k=v', progressToken: 't' },
+      { traceparent: bridgeSpan, tracestate: 'b=2' },
+    ])
+  })
+
+  it("puts the response's error type on its fin event", () => {
+    const { peer, frame, serverSends } = setup()
+    const p = peer()
+    for (const id of [1, 2, 3]) frame(p, { t: 'req', ch: id }, request(id))
+    serverSends(result(1))
+    serverSends({ jsonrpc: '2.0', id: 2, result: { content: [], isError: true } })
+    serverSends({ jsonrpc: '2.0', id: 3, error: { code: -32602, message: 'bad' } })
+    expect([1, 2, 3].map((ch) => p.on(ch)[0]!.header)).toEqual([
+      { t: 'ev', ch: 1, id: `${requestStreamKey(1)}.1`, fin: 1 },
+      { t: 'ev', ch: 2, id: `${requestStreamKey(2)}.1`, fin: 1, errorType: 'tool_error' },
+      { t: 'ev', ch: 3, id: `${requestStreamKey(3)}.1`, fin: 1, errorType: '-32602' },
+    ])
   })
 })

@@ -12,16 +12,26 @@
  * - anything else goes to the single in-flight request's stream when exactly one
  *   is in flight, else to the standalone stream, where it is held in the log until
  *   a GET stream takes it.
+ *
+ * With a tracer, each client request or notification gets a span whose context replaces
+ * `params._meta.traceparent` / `tracestate` in what the server reads, and each server request or
+ * notification gets a span whose context rides back in its `ev` frame. Without one, messages go
+ * through untouched — unless the bridge traced them (`tp` on the frame), in which case the server
+ * still gets the bridge's context in `_meta`.
  */
 import {
   type BridgeFrameHeader,
+  type EventFrame,
+  type ExitFrame,
   type ExitReason,
   type Frame,
   type JSONRPCId,
   type JSONRPCNotification,
   type JSONRPCRequest,
+  type JSONRPCResponse,
   type Logger,
   type SidecarFrameHeader,
+  type TraceFields,
   ErrorCode,
   STANDALONE_STREAM,
   classifyMessage,
@@ -31,9 +41,14 @@ import {
   progressTokenOf,
   requestIdOfStream,
   requestStreamKey,
+  responseErrorType,
+  traceContextOf,
+  traceLogFields,
+  withTraceContext,
 } from '@ferry/shared'
 import type { EventLog, LoggedStream } from './event-log.ts'
 import { serializeLine } from '../stdio/ndjson.ts'
+import type { MessageSpan, SessionTracer } from '../telemetry/session-tracer.ts'
 
 /** One bridge connection, as the session sees it. */
 export interface BridgePeer {
@@ -60,6 +75,8 @@ export interface SidecarSessionOptions {
   logger: Logger
   /** End the session after this long with no client message and no request in flight. */
   idleTimeoutMs: number
+  /** Traces each relayed message when given. */
+  tracer?: SessionTracer
   now?: () => number
 }
 
@@ -71,12 +88,22 @@ export interface SessionEnd {
 
 const idKey = (id: JSONRPCId) => (typeof id === 'number' ? `n${id}` : `s${id}`)
 
+/** What the sidecar sends with a live event beyond its id. */
+interface EventExtras {
+  /** `error.type` of the response that completes the stream. */
+  errorType?: string
+  /** The span of the server message. */
+  trace?: TraceFields
+}
+
 export class SidecarSession {
   private readonly log: EventLog<Listener>
   private readonly server: ServerPort
   private readonly logger: Logger
   private readonly idleTimeoutMs: number
+  private readonly tracer: SessionTracer | undefined
   private readonly now: () => number
+  private readonly startedAt: number
   private readonly standalone: Stream
   /** Client requests awaiting their response, by stream key. */
   private readonly pending = new Map<string, Stream>()
@@ -84,6 +111,12 @@ export class SidecarSession {
   /** Server → client requests, by id, and the stream they went on. */
   private readonly serverRequests = new Map<string, Stream>()
   private readonly peers = new Set<BridgePeer>()
+  /** Spans of client requests awaiting their response (by stream key), when tracing. */
+  private readonly requestSpans = new Map<string, MessageSpan>()
+  /** Spans of server requests awaiting the client's response (by id), when tracing. */
+  private readonly serverRequestSpans = new Map<string, MessageSpan>()
+  /** Events evicted from the log and not yet reported to a bridge. */
+  private unreportedEvictions = 0
   private lastActivity: number
   private ended: SessionEnd | undefined
 
@@ -95,9 +128,11 @@ export class SidecarSession {
     this.server = options.server
     this.logger = options.logger
     this.idleTimeoutMs = options.idleTimeoutMs
+    this.tracer = options.tracer
     this.now = options.now ?? Date.now
-    this.lastActivity = this.now()
+    this.startedAt = this.lastActivity = this.now()
     this.standalone = this.log.open(STANDALONE_STREAM)
+    this.log.onevict = (count) => (this.unreportedEvictions += count)
   }
 
   get inFlight(): number {
@@ -135,9 +170,9 @@ export class SidecarSession {
     }
     switch (header.t) {
       case 'req':
-        return this.acceptRequest(peer, header.ch, payload)
+        return this.acceptRequest(peer, header, payload)
       case 'msg':
-        return this.acceptMessage(peer, header.ch, payload)
+        return this.acceptMessage(peer, header, payload)
       case 'get':
         this.lastActivity = this.now()
         return this.attach(peer, header.ch, header.after)
@@ -164,7 +199,12 @@ export class SidecarSession {
     return classified
   }
 
-  private acceptRequest(peer: BridgePeer, ch: number, payload: string | undefined): void {
+  private acceptRequest(
+    peer: BridgePeer,
+    header: { ch: number } & TraceFields,
+    payload: string | undefined
+  ): void {
+    const ch = header.ch
     const classified = this.parseClientMessage(peer, ch, payload)
     if (!classified) return
     if (classified.kind !== 'request') {
@@ -183,28 +223,54 @@ export class SidecarSession {
       })
       return
     }
-    if (!this.writeToServer(peer, ch, payload!)) return
+    const span = this.tracer?.clientMessage(request, header.tp ? header : traceContextOf(request))
+    const line = this.lineFor(request, header, payload!, span)
+    if (!this.writeToServer(peer, ch, line, request.id, span?.context ?? header)) {
+      span?.end('not_running')
+      return
+    }
     const stream = existing ? this.log.reopen(existing) : this.log.open(key)
     stream.listener = { peer, ch }
     this.pending.set(key, stream)
+    if (span) this.requestSpans.set(key, span)
     const token = progressTokenOf(request)
     if (token !== undefined) this.progress.set(idKey(token), stream)
     this.lastActivity = this.now()
   }
 
-  private acceptMessage(peer: BridgePeer, ch: number, payload: string | undefined): void {
+  private acceptMessage(
+    peer: BridgePeer,
+    header: { ch: number } & TraceFields,
+    payload: string | undefined
+  ): void {
+    const ch = header.ch
     const classified = this.parseClientMessage(peer, ch, payload)
     if (!classified) return
     if (classified.kind === 'request') {
       peer.send({ t: 'err', ch, code: 'bad_message', message: 'requests open a stream' })
       return
     }
-    if (!this.writeToServer(peer, ch, payload!)) return
     if (classified.kind === 'response') {
+      if (!this.writeToServer(peer, ch, payload!)) return
       const id = classified.message.id
-      if (id !== null) this.serverRequests.delete(idKey(id))
-    } else if (classified.message.method === 'notifications/cancelled') {
-      this.cancelledByClient(classified.message)
+      if (id !== null) {
+        this.serverRequests.delete(idKey(id))
+        this.endServerRequestSpan(idKey(id), classified.message)
+      }
+    } else {
+      const notification = classified.message
+      const span = this.tracer?.clientMessage(
+        notification,
+        header.tp ? header : traceContextOf(notification)
+      )
+      const written = this.writeToServer(
+        peer,
+        ch,
+        this.lineFor(notification, header, payload!, span)
+      )
+      span?.end(written ? undefined : 'not_running')
+      if (!written) return
+      if (notification.method === 'notifications/cancelled') this.cancelledByClient(notification)
     }
     this.lastActivity = this.now()
     peer.send({ t: 'ack', ch })
@@ -216,6 +282,7 @@ export class SidecarSession {
     if (typeof id !== 'string' && typeof id !== 'number') return
     const stream = this.pending.get(requestStreamKey(id))
     if (!stream) return
+    this.endRequestSpan(stream.key, 'cancelled')
     this.complete(stream)
     const listener = stream.listener
     stream.listener = undefined
@@ -224,16 +291,57 @@ export class SidecarSession {
   }
 
   /**
+   * The line the server reads for a client request or notification: its payload as sent, or, when
+   * it is traced (here or by the bridge), with that span's context in `params._meta`.
+   */
+  private lineFor(
+    message: JSONRPCRequest | JSONRPCNotification,
+    frame: TraceFields,
+    payload: string,
+    span: MessageSpan | undefined
+  ): string {
+    const context = span?.context ?? (frame.tp ? { tp: frame.tp, ts: frame.ts } : undefined)
+    return context ? JSON.stringify(withTraceContext(message, context)) : payload
+  }
+
+  private endRequestSpan(key: string, outcome: JSONRPCResponse | string): void {
+    const span = this.requestSpans.get(key)
+    if (!span) return
+    this.requestSpans.delete(key)
+    span.end(outcome)
+  }
+
+  private endServerRequestSpan(key: string, outcome: JSONRPCResponse | string): void {
+    const span = this.serverRequestSpans.get(key)
+    if (!span) return
+    this.serverRequestSpans.delete(key)
+    span.end(outcome)
+  }
+
+  /**
    * Writes a client message to the server, or answers `not_running` when the server is
    * already exiting or stopping (the session is about to end) and returns false.
    */
-  private writeToServer(peer: BridgePeer, ch: number, payload: string): boolean {
+  private writeToServer(
+    peer: BridgePeer,
+    ch: number,
+    payload: string,
+    request?: JSONRPCId,
+    trace?: TraceFields
+  ): boolean {
     try {
       // The server reads newline-delimited JSON; a multi-line body must become one line.
       this.server.send(serializeLine(payload))
       return true
     } catch (error) {
-      this.logger.warn({ error: (error as Error).message }, 'refused a message: server not running')
+      this.logger.warn(
+        {
+          error: (error as Error).message,
+          ...(request === undefined ? {} : { request }),
+          ...traceLogFields(trace),
+        },
+        'refused a message: server not running'
+      )
       peer.send({ t: 'err', ch, code: 'not_running', message: 'the MCP server is not running' })
       return false
     }
@@ -302,10 +410,21 @@ export class SidecarSession {
     stream: Stream,
     seq: number,
     payload: string,
-    fin: boolean
+    fin: boolean,
+    extras?: EventExtras
   ): void {
     const id = formatEventId(stream.key, seq)
-    peer.send(fin ? { t: 'ev', ch, id, fin: 1 } : { t: 'ev', ch, id }, payload)
+    const header: EventFrame = fin ? { t: 'ev', ch, id, fin: 1 } : { t: 'ev', ch, id }
+    if (extras?.errorType !== undefined) header.errorType = extras.errorType
+    if (extras?.trace) {
+      header.tp = extras.trace.tp
+      if (extras.trace.ts !== undefined) header.ts = extras.trace.ts
+    }
+    if (this.unreportedEvictions > 0) {
+      header.evicted = this.unreportedEvictions
+      this.unreportedEvictions = 0
+    }
+    peer.send(header, payload)
     if (seq > stream.delivered) stream.delivered = seq
   }
 
@@ -336,12 +455,23 @@ export class SidecarSession {
         this.logger.warn({ id }, 'dropped a server response to no pending request')
         return
       }
-      this.emit(stream, line, true)
+      this.endRequestSpan(stream.key, classified.message)
+      this.emit(stream, line, true, { errorType: responseErrorType(classified.message) })
       return
     }
-    const stream = this.routeOf(classified.message)
+    const message = classified.message
+    const stream = this.routeOf(message)
     if (classified.kind === 'request') this.serverRequests.set(idKey(classified.message.id), stream)
-    this.emit(stream, line, false)
+    if (!this.tracer) return this.emit(stream, line, false)
+    // The server's own context if it gave one, else the request this message belongs to.
+    const span = this.tracer.serverMessage(
+      message,
+      traceContextOf(message) ?? this.requestSpans.get(stream.key)?.context
+    )
+    if (classified.kind === 'request')
+      this.serverRequestSpans.set(idKey(classified.message.id), span)
+    else span.end()
+    this.emit(stream, line, false, { trace: span.context })
   }
 
   private routeOf(message: JSONRPCRequest | JSONRPCNotification): Stream {
@@ -363,14 +493,16 @@ export class SidecarSession {
     return this.standalone
   }
 
-  private emit(stream: Stream, payload: string, fin: boolean): void {
+  private emit(stream: Stream, payload: string, fin: boolean, extras?: EventExtras): void {
     const event = this.log.append(stream, payload, fin)
     const listener = stream.listener
     if (fin) {
       this.complete(stream)
       stream.listener = undefined
     }
-    if (listener) this.sendEvent(listener.peer, listener.ch, stream, event.seq, payload, fin)
+    if (listener) {
+      this.sendEvent(listener.peer, listener.ch, stream, event.seq, payload, fin, extras)
+    }
   }
 
   private complete(stream: Stream): void {
@@ -379,8 +511,11 @@ export class SidecarSession {
     // Idle time counts from the end of the last request, not from its start.
     this.lastActivity = this.now()
     for (const [token, target] of this.progress) if (target === stream) this.progress.delete(token)
-    for (const [id, target] of this.serverRequests)
-      if (target === stream) this.serverRequests.delete(id)
+    for (const [id, target] of this.serverRequests) {
+      if (target !== stream) continue
+      this.serverRequests.delete(id)
+      this.endServerRequestSpan(id, 'cancelled')
+    }
   }
 
   private requestEnd(end: SessionEnd): void {
@@ -403,10 +538,24 @@ export class SidecarSession {
   close(end: SessionEnd, detail: string): void {
     this.ended ??= end
     for (const stream of [...this.pending.values()]) {
-      const id = requestIdOfStream(stream.key)!
-      this.emit(stream, JSON.stringify(errorResponse(id, ErrorCode.ServerError, detail)), true)
+      const response = errorResponse(requestIdOfStream(stream.key)!, ErrorCode.ServerError, detail)
+      this.endRequestSpan(stream.key, response)
+      const errorType = responseErrorType(response)
+      this.emit(stream, JSON.stringify(response), true, { errorType })
+    }
+    for (const id of [...this.serverRequestSpans.keys()]) {
+      this.endServerRequestSpan(id, 'session_ended')
     }
     const { reason, code, signal } = this.ended
-    for (const peer of this.peers) peer.send({ t: 'exit', reason, code, signal })
+    // Every bridge learns the session is over; one of them (any) counts it.
+    let report: Pick<ExitFrame, 'ageMs' | 'evicted'> | undefined = {
+      ageMs: Math.max(0, this.now() - this.startedAt),
+      ...(this.unreportedEvictions > 0 ? { evicted: this.unreportedEvictions } : {}),
+    }
+    for (const peer of this.peers) {
+      peer.send({ t: 'exit', reason, code, signal, ...report })
+      report = undefined
+    }
+    if (this.peers.size > 0) this.unreportedEvictions = 0
   }
 }

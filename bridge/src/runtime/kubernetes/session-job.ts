@@ -115,7 +115,7 @@ const sidecarCommand = (input: SessionJobInput): string[] => {
     server.nodePath,
     // V8 settings for a small, mostly idle relay (see the local runtime).
     '--max-semi-space-size=1',
-    input.sidecarPath ?? SIDECAR_PATH,
+    input.sidecarPath ?? (server.delivery === 'inject' ? SIDECAR_PATH : server.sidecarPath),
     '--session',
     sessionName,
     '--port',
