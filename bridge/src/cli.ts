@@ -5,7 +5,8 @@
  * - `ferry serve`: runs the bridge. `HOST`, `PORT`, `FERRY_CONFIG` (catalog file)
  *   and `FERRY_SESSION_KEYS` (keyring file) come from the environment; without a
  *   catalog the built-in one serves `@modelcontextprotocol/server-everything`.
- * - `ferry keys new <file>`: creates a keyring file, or adds a key to one.
+ * - `ferry keys new <file>`: creates a keyring file, or adds a key to one;
+ *   `ferry keys primary <file> <id>` and `ferry keys drop <file> <id>` finish a rotation.
  */
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
@@ -19,13 +20,23 @@ import {
   loadCatalogFile,
 } from '@ferry/shared'
 import { serveBridge } from './bridge.ts'
-import { Keyring, KeyringError, addKeyToFile, loadKeyringFile } from './session/keyring.ts'
+import {
+  Keyring,
+  KeyringError,
+  addKeyToFile,
+  loadKeyringFile,
+  removeKeyFromFile,
+  setPrimaryKey,
+} from './session/keyring.ts'
 import { startTelemetry } from './telemetry/sdk.ts'
 
 const USAGE = `Usage:
   ferry serve                 run the bridge
   ferry keys new <file> [--id <id>] [--primary]
                               create a keyring file, or add a key to one
+  ferry keys primary <file> <id>
+                              make a key the one that seals new session ids
+  ferry keys drop <file> <id> drop a key (its session ids stop working)
 
 Environment (ferry serve):
   HOST, PORT                  listen address (override the catalog's bridge.host/port)
@@ -112,14 +123,24 @@ async function keysCommand(args: string[]): Promise<void> {
     allowPositionals: true,
     options: { id: { type: 'string' }, primary: { type: 'boolean' } },
   })
-  const [verb, file] = positionals
-  if (verb !== 'new' || !file) throw new UsageError(USAGE)
-  const { id, created } = await addKeyToFile(file, { id: values.id, primary: values.primary })
-  process.stdout.write(
-    created
-      ? `created ${file} with key ${id}\n`
-      : `added key ${id} to ${file}${values.primary ? ' as the primary key' : ''}\n`
-  )
+  const [verb, file, id] = positionals
+  if (!file) throw new UsageError(USAGE)
+  if (verb === 'new') {
+    const added = await addKeyToFile(file, { id: values.id, primary: values.primary })
+    process.stdout.write(
+      added.created
+        ? `created ${file} with key ${added.id}\n`
+        : `added key ${added.id} to ${file}${values.primary ? ' as the primary key' : ' (not yet primary: roll every replica, then `ferry keys primary`)'}\n`
+    )
+  } else if (verb === 'primary' && id) {
+    await setPrimaryKey(file, id)
+    process.stdout.write(`key ${id} now seals new session ids in ${file}\n`)
+  } else if (verb === 'drop' && id) {
+    await removeKeyFromFile(file, id)
+    process.stdout.write(`dropped key ${id} from ${file}: session ids sealed with it now get 404\n`)
+  } else {
+    throw new UsageError(USAGE)
+  }
 }
 
 class UsageError extends Error {}
