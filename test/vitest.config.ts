@@ -7,4 +7,5 @@ export default workspaceTestConfig([
   'fixtures/**/*.test.ts',
   'k8s/**/*.test.ts',
   'manifests/**/*.test.ts',
+  'scale/**/*.test.ts',
 ])
