@@ -1,11 +1,20 @@
 /**
  * @module
  * The bridge's HTTP surface as a Hono app: the MCP endpoints (`/<server>/mcp`, and
- * `/mcp` for the default server), `/healthz`, `/readyz` and `/metrics` (Prometheus).
- * Built from plain dependencies so tests drive it with `app.request()` and no socket.
+ * `/mcp` for the default server), the OAuth protected resource metadata
+ * (`/.well-known/oauth-protected-resource…`, when a server is protected), `/healthz`,
+ * `/readyz` and `/metrics` (Prometheus). Built from plain dependencies so tests drive it
+ * with `app.request()` and no socket.
+ *
+ * Every response carries an `x-request-id` (a sane incoming one, or a fresh one; also in the
+ * logs of the request) and security headers. CORS is answered only when
+ * `bridge.allowedOrigins` lists origins; otherwise there are no CORS headers and `OPTIONS`
+ * on an MCP endpoint is a 405.
  */
+import { randomUUID } from 'node:crypto'
 import { Hono } from 'hono'
 import { ErrorCode, errorResponse } from '@ferry/shared'
+import { WELL_KNOWN_PREFIX } from './auth/resource-metadata.ts'
 import type { StreamableHTTPHandler } from './transport/streamable-http.ts'
 
 export interface AppOptions {
@@ -16,10 +25,30 @@ export interface AppOptions {
   isReady: () => boolean
   /** The metrics in the Prometheus text format. */
   metrics: () => Promise<string>
+  /** The protected resource metadata routes (`protectedResourceRoutes`), when a server is protected. */
+  protectedResources?: Hono
+  /** `bridge.allowedOrigins`: CORS is answered for these origins (`*`: any) and only then. */
+  corsOrigins?: readonly string[]
 }
 
 /** Content type of the Prometheus text exposition format. */
 const PROMETHEUS_TEXT = 'text/plain; version=0.0.4; charset=utf-8'
+
+export const REQUEST_ID_HEADER = 'x-request-id'
+/** Incoming request ids kept as they are: short, and safe in a header and a log line. */
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:+=/-]{1,128}$/
+
+const SECURITY_HEADERS: Record<string, string> = {
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+}
+
+const CORS_ALLOW_METHODS = 'GET, POST, DELETE'
+const CORS_ALLOW_HEADERS =
+  'content-type, mcp-session-id, mcp-protocol-version, authorization, last-event-id'
+const CORS_EXPOSE_HEADERS = 'mcp-session-id, www-authenticate'
 
 const jsonError = (status: number, code: number, message: string) =>
   new Response(JSON.stringify(errorResponse(null, code, message)), {
@@ -27,8 +56,59 @@ const jsonError = (status: number, code: number, message: string) =>
     headers: { 'content-type': 'application/json' },
   })
 
+type Variables = { requestId: string }
+
 export const createApp = (options: AppOptions): Hono => {
-  const app = new Hono()
+  const app = new Hono<{ Variables: Variables }>()
+  const cors = new Set((options.corsOrigins ?? []).map((origin) => origin.toLowerCase()))
+  const corsAllowed = (origin: string | undefined): origin is string =>
+    origin !== undefined && cors.size > 0 && (cors.has('*') || cors.has(origin.toLowerCase()))
+
+  app.use(async (c, next) => {
+    const incoming = c.req.header(REQUEST_ID_HEADER)
+    const requestId =
+      incoming !== undefined && SANE_REQUEST_ID.test(incoming) ? incoming : randomUUID()
+    c.set('requestId', requestId)
+    const origin = c.req.header('origin')
+    const wellKnown = c.req.path.startsWith(WELL_KNOWN_PREFIX)
+    if (c.req.method === 'OPTIONS' && cors.size > 0 && !wellKnown) {
+      // A CORS preflight, answered only for the configured origins.
+      c.res = corsAllowed(origin)
+        ? new Response(null, {
+            status: 204,
+            headers: {
+              'access-control-allow-origin': origin,
+              'access-control-allow-methods': CORS_ALLOW_METHODS,
+              'access-control-allow-headers': CORS_ALLOW_HEADERS,
+              'access-control-max-age': '600',
+              vary: 'origin',
+            },
+          })
+        : jsonError(403, ErrorCode.InvalidRequest, 'Forbidden: this origin is not allowed')
+    } else {
+      await next()
+    }
+    let headers = c.res.headers
+    try {
+      headers.set(REQUEST_ID_HEADER, requestId)
+    } catch {
+      // Immutable headers (a response from fetch): copy it.
+      c.res = new Response(c.res.body, c.res)
+      headers = c.res.headers
+      headers.set(REQUEST_ID_HEADER, requestId)
+    }
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) headers.set(name, value)
+    if (
+      !headers.has('cache-control') &&
+      headers.get('content-type')?.startsWith('application/json')
+    )
+      headers.set('cache-control', 'no-store')
+    if (!wellKnown && c.req.method !== 'OPTIONS' && corsAllowed(origin)) {
+      headers.set('access-control-allow-origin', origin)
+      headers.set('access-control-expose-headers', CORS_EXPOSE_HEADERS)
+      headers.append('vary', 'origin')
+    }
+  })
   app.get('/healthz', () => new Response('ok'))
   app.get('/readyz', () =>
     options.isReady() ? new Response('ready') : new Response('draining', { status: 503 })
@@ -38,13 +118,17 @@ export const createApp = (options: AppOptions): Hono => {
     async () =>
       new Response(await options.metrics(), { headers: { 'content-type': PROMETHEUS_TEXT } })
   )
+  if (options.protectedResources) app.route('/', options.protectedResources)
   app.all('/mcp', (c) =>
     options.defaultServer
-      ? options.mcp.handle(c.req.raw, options.defaultServer)
+      ? options.mcp.handle(c.req.raw, options.defaultServer, '/mcp', c.get('requestId'))
       : jsonError(404, ErrorCode.InvalidRequest, 'No default MCP server: use /<server>/mcp')
   )
-  app.all('/:server/mcp', (c) => options.mcp.handle(c.req.raw, c.req.param('server')))
+  app.all('/:server/mcp', (c) => {
+    const server = c.req.param('server')
+    return options.mcp.handle(c.req.raw, server, `/${server}/mcp`, c.get('requestId'))
+  })
   app.notFound(() => jsonError(404, ErrorCode.InvalidRequest, 'Not Found'))
   app.onError(() => jsonError(500, ErrorCode.InternalError, 'Internal error'))
-  return app
+  return app as unknown as Hono
 }

@@ -10,6 +10,16 @@ import type { MetricReader } from '@opentelemetry/sdk-metrics'
 import type { Hono } from 'hono'
 import type { Catalog, Logger } from '@ferry/shared'
 import { createApp } from './app.ts'
+import { createCatalogAuthenticators } from './auth/authenticator.ts'
+import { type ProtectedResourceRoute, protectedResourceRoutes } from './auth/resource-metadata.ts'
+import { InFlightLimiter } from './limits/in-flight.ts'
+import {
+  ClusterSessionCounter,
+  LocalSessionCounter,
+  type SessionCounter,
+  sessionLimitsOf,
+} from './limits/session-counter.ts'
+import { RateLimiter } from './limits/token-bucket.ts'
 import { ConnectionPool } from './relay/connection-pool.ts'
 import { KubernetesRuntime } from './runtime/kubernetes/kubernetes-runtime.ts'
 import { LocalRuntime } from './runtime/local-runtime.ts'
@@ -75,6 +85,55 @@ const defaultRuntimes = (catalog: Catalog, logger: Logger): Record<string, Sessi
   return runtimes
 }
 
+/** A runtime that can list the unfinished sessions of every replica (`KubernetesRuntime`). */
+interface CountingRuntime {
+  countSessions(
+    signal: AbortSignal
+  ): Promise<Iterable<{ session: string; server?: string; principal?: string }>>
+}
+
+/**
+ * The concurrent-session counter of each runtime: exact in-memory counts for `local` (per
+ * replica), counts from listings of the session Jobs for a runtime that can list them.
+ */
+const sessionCounters = (
+  catalog: Catalog,
+  runtimes: Record<string, SessionRuntime>
+): Record<string, SessionCounter> => {
+  const limits = sessionLimitsOf(catalog)
+  const { sessionCount } = catalog.bridge.limits
+  const counters: Record<string, SessionCounter> = {}
+  for (const [kind, runtime] of Object.entries(runtimes)) {
+    const counting = runtime as Partial<CountingRuntime>
+    counters[kind] =
+      typeof counting.countSessions === 'function'
+        ? new ClusterSessionCounter({
+            limits,
+            list: (signal) => counting.countSessions!.call(runtime, signal),
+            refreshInterval: sessionCount.refreshInterval,
+            maxUncounted: sessionCount.maxUncounted,
+          })
+        : new LocalSessionCounter(limits)
+  }
+  return counters
+}
+
+/** The metadata routes, when some server is protected (`bearer` or `jwt`). */
+const metadataRoutes = (catalog: Catalog): Hono | undefined => {
+  const resources: ProtectedResourceRoute[] = []
+  for (const [name, server] of Object.entries(catalog.servers)) {
+    const auth = server.auth ?? catalog.bridge.auth
+    resources.push({ path: `/${name}/mcp`, auth })
+    if (name === catalog.defaultServer) resources.push({ path: '/mcp', auth })
+  }
+  if (resources.every((resource) => resource.auth.mode === 'none')) return undefined
+  const { publicUrl } = catalog.bridge
+  return protectedResourceRoutes({
+    resources,
+    ...(publicUrl === undefined ? {} : { publicUrl }),
+  })
+}
+
 /** Bytes an SSE client may fall behind before its connection is cut (it can resume). */
 const MAX_SSE_BACKLOG = 8 * 1024 * 1024
 
@@ -96,8 +155,10 @@ export const createBridge = (options: BridgeOptions): Bridge => {
     onevicted: (count) => metrics.evicted(count),
     onsessionend: (exit, target) => {
       metrics.sessionEnd(exit.reason, exit.ageMs / 1000)
-      // A session that ended on its own (idle, server exit) leaves a workload to remove.
-      if (target.workload) {
+      starter.release(target.sessionName)
+      // A session that idled out leaves a workload to remove. A crashed one is left to the
+      // TTL and the sweep for a while, so its failure can be inspected (logs, conditions).
+      if (target.workload && exit.reason !== 'server_exit') {
         starter.stopWorkload({ sessionName: target.sessionName, ...target.workload })
       }
     },
@@ -116,6 +177,12 @@ export const createBridge = (options: BridgeOptions): Bridge => {
     maxSessions: settings.maxSessions,
     logger,
     instrumentation,
+    keyring,
+    counters: sessionCounters(catalog, runtimes),
+    rate: new RateLimiter({
+      perMinute: settings.limits.sessionRate.perMinute,
+      burst: settings.limits.sessionRate.burst,
+    }),
   })
   const mcp = new StreamableHTTPHandler({
     servers: catalog.servers,
@@ -125,6 +192,19 @@ export const createBridge = (options: BridgeOptions): Bridge => {
     logger,
     instrumentation,
     originPolicy: createOriginPolicy(settings),
+    authenticators: createCatalogAuthenticators(catalog),
+    ...(settings.publicUrl === undefined ? {} : { publicUrl: settings.publicUrl }),
+    keyring,
+    limits: {
+      inFlight: new InFlightLimiter({
+        limit: settings.limits.maxInFlightPerSession,
+        name: 'maxInFlightPerSession',
+      }),
+      streams: new InFlightLimiter({
+        limit: settings.limits.maxStreamsPerSession,
+        name: 'maxStreamsPerSession',
+      }),
+    },
     bodyLimit: settings.bodyLimit,
     streams: {
       keepAliveMs: settings.sse.keepAlive,
@@ -134,11 +214,14 @@ export const createBridge = (options: BridgeOptions): Bridge => {
     },
   })
   let ready = true
+  const protectedResources = metadataRoutes(catalog)
   const app = createApp({
     mcp,
     defaultServer: catalog.defaultServer,
     isReady: () => ready,
     metrics: () => metrics.scrape(),
+    corsOrigins: settings.allowedOrigins,
+    ...(protectedResources ? { protectedResources } : {}),
   })
   return {
     app,

@@ -5,6 +5,10 @@
  * - `ferry serve`: runs the bridge. `HOST`, `PORT`, `FERRY_CONFIG` (catalog file)
  *   and `FERRY_SESSION_KEYS` (keyring file) come from the environment; without a
  *   catalog the built-in one serves `@modelcontextprotocol/server-everything`.
+ *   Before listening it checks the auth settings (`checkCatalogAuth`): an unauthenticated
+ *   bridge on a non-loopback address is refused (exit 1).
+ * - `ferry auth hash-token [--generate]`: the `sha256` value of a static bearer token read from
+ *   standard input, or of a freshly generated one.
  * - `ferry keys new <file>`: creates a keyring file, or adds a key to one;
  *   `ferry keys primary <file> <id>` and `ferry keys drop <file> <id>` finish a rotation.
  */
@@ -19,6 +23,8 @@ import {
   defaultCatalog,
   loadCatalogFile,
 } from '@ferry/shared'
+import { checkCatalogAuth } from './auth/startup.ts'
+import { generateToken, hashToken } from './auth/static-tokens.ts'
 import { serveBridge } from './bridge.ts'
 import {
   Keyring,
@@ -37,6 +43,9 @@ const USAGE = `Usage:
   ferry keys primary <file> <id>
                               make a key the one that seals new session ids
   ferry keys drop <file> <id> drop a key (its session ids stop working)
+  ferry auth hash-token [--generate]
+                              print the catalog's sha256 value of a static bearer token read
+                              from standard input; --generate makes a new token and prints both
 
 Environment (ferry serve):
   HOST, PORT                  listen address (override the catalog's bridge.host/port)
@@ -70,13 +79,17 @@ const applyListenOverrides = (catalog: Catalog, env: NodeJS.ProcessEnv): Catalog
 }
 
 async function serveCommand(env: NodeJS.ProcessEnv): Promise<void> {
-  // First, so that whatever starts after it can be traced.
-  const telemetry = await startTelemetry(env)
   const catalog = applyListenOverrides(
     env.FERRY_CONFIG ? await loadCatalogFile(env.FERRY_CONFIG) : builtInCatalog(),
     env
   )
+  // Before anything starts: an unauthenticated bridge must not become reachable by accident.
+  const authCheck = checkCatalogAuth(catalog)
+  if (!authCheck.ok) throw new StartupRefused(authCheck.error)
+  // Then telemetry, so that whatever starts after it can be traced.
+  const telemetry = await startTelemetry(env)
   const logger: Logger = createLogger({ name: 'bridge', level: catalog.bridge.logLevel })
+  for (const warning of authCheck.warnings) logger.warn({}, warning)
   let keyring: Keyring
   if (env.FERRY_SESSION_KEYS) {
     keyring = await loadKeyringFile(env.FERRY_SESSION_KEYS)
@@ -143,18 +156,48 @@ async function keysCommand(args: string[]): Promise<void> {
   }
 }
 
+async function authCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { generate: { type: 'boolean' } },
+  })
+  if (positionals[0] !== 'hash-token' || positionals.length !== 1) throw new UsageError(USAGE)
+  if (values.generate) {
+    const token = generateToken()
+    process.stdout.write(`token:  ${token}\nsha256: ${await hashToken(token)}\n`)
+    return
+  }
+  let input = ''
+  for await (const chunk of process.stdin) input += (chunk as Buffer).toString('utf8')
+  const token = input.replace(/\r?\n$/, '')
+  if (token === '' || /[\r\n]/.test(token)) {
+    throw new UsageError(
+      'ferry auth hash-token reads one token on standard input (or use --generate)'
+    )
+  }
+  process.stdout.write(`${await hashToken(token)}\n`)
+}
+
 class UsageError extends Error {}
+
+/** `ferry serve` refused to start (an unsafe configuration). */
+class StartupRefused extends Error {}
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const [command, ...rest] = argv
   try {
     if (command === 'serve') await serveCommand(env)
     else if (command === 'keys') await keysCommand(rest)
+    else if (command === 'auth') await authCommand(rest)
     else throw new UsageError(USAGE)
   } catch (error) {
     // Configuration errors carry their own readable text; a stack trace helps nobody.
     const known =
-      error instanceof UsageError || error instanceof CatalogError || error instanceof KeyringError
+      error instanceof UsageError ||
+      error instanceof CatalogError ||
+      error instanceof KeyringError ||
+      error instanceof StartupRefused
     const message = known || error instanceof Error ? (error as Error).message : String(error)
     process.stderr.write(`ferry: ${message}\n`)
     process.exit(error instanceof UsageError ? 2 : 1)

@@ -33,3 +33,5 @@ export { BridgeMetrics, type BridgeMetricsOptions } from './telemetry/metrics.ts
 export { Instrumentation, Operation } from './telemetry/operations.ts'
 export { type Telemetry, startTelemetry } from './telemetry/sdk.ts'
 export { SUPPORTED_PROTOCOL_VERSIONS } from './transport/request-checks.ts'
+export * from './auth/index.ts'
+export * from './limits/index.ts'

@@ -728,13 +728,35 @@ describe('the end of a session', () => {
     await transport.terminateSession().catch(() => undefined)
   })
 
-  it('the sidecar’s idle timeout completes the Job, and a sweep removes it', async () => {
+  it('the sidecar’s idle timeout ends the session, and the bridge that hears it removes the Job', async () => {
     const bridge = await bridgeFor({ idle: server({ idleTimeout: '1s' }) })
     const { client } = await clients.connect(bridge.url('idle'))
     expect(textOf(await client.callTool({ name: 'ferry_echo', arguments: { text: 'hi' } }))).toBe(
       'hi'
     )
     const name = (await sessionJob()).metadata!.name!
+    // The bridge still holds its pooled connection when the sidecar says the session is over.
+    await expectBackgroundDelete(name)
+    await expectGone(name)
+    expect(bridge.runtime.activeSessions()).toBe(0)
+    await expect(
+      client.callTool({ name: 'ferry_echo', arguments: { text: 'x' } })
+    ).rejects.toThrow()
+  })
+
+  it('the sidecar’s idle timeout completes the Job, and a sweep removes it when no bridge heard it', async () => {
+    // The client goes away and the pooled connection closes before the sidecar idles out,
+    // so no bridge hears the end.
+    const bridge = await bridgeFor(
+      { idle: server({ idleTimeout: '1s' }) },
+      { bridge: { connection: { idleClose: '200ms' } } }
+    )
+    const { client } = await clients.connect(bridge.url('idle'))
+    expect(textOf(await client.callTool({ name: 'ferry_echo', arguments: { text: 'hi' } }))).toBe(
+      'hi'
+    )
+    const name = (await sessionJob()).metadata!.name!
+    await client.close()
     await waitFor('the Job to complete', () =>
       hasCondition(
         jobsIn(cluster).find((j) => j.metadata?.name === name),
@@ -747,9 +769,6 @@ describe('the end of a session', () => {
     expect(await bridge.runtime.sweep(Date.now() + 60_000)).toEqual([name])
     await expectBackgroundDelete(name)
     await expectGone(name)
-    await expect(
-      client.callTool({ name: 'ferry_echo', arguments: { text: 'x' } })
-    ).rejects.toThrow()
   })
 
   it('the server’s exit fails the pending call and the Job; the sweep removes it', async () => {
@@ -775,6 +794,7 @@ describe('the end of a session', () => {
       tier === 'real' ? 'BackoffLimitExceeded' : 'PodFailurePolicy'
     )
     expect(podOf(name)?.status?.containerStatuses?.[0]?.state?.terminated?.exitCode).toBe(3)
+    // A crashed session's Job stays for inspection until the sweep (or its TTL) removes it.
     expect(await bridge.runtime.sweep(Date.now() + 60_000)).toEqual([name])
     await expectBackgroundDelete(name)
     await expectGone(name)
@@ -815,9 +835,13 @@ describe('the end of a session', () => {
   })
 
   it('counts a session as active until its Job is over, whichever replica swept it', async () => {
-    const bridge = await bridgeFor({ idle: server({ idleTimeout: '1s' }) })
-    await clients.connect(bridge.url('idle'))
+    const bridge = await bridgeFor(
+      { idle: server({ idleTimeout: '1s' }) },
+      { bridge: { connection: { idleClose: '200ms' } } }
+    )
+    const { client } = await clients.connect(bridge.url('idle'))
     expect(bridge.runtime.activeSessions()).toBe(1)
+    await client.close()
     const name = (await sessionJob()).metadata!.name!
     await waitFor('the Job to complete', () =>
       hasCondition(

@@ -90,7 +90,9 @@ export class NodeApi {
       name: pod.name,
       namespace: pod.namespace,
       gracePeriodSeconds: 0,
-      body: { preconditions: { uid: pod.uid } },
+      // A real API server reads delete options from the body when there is one and then
+      // ignores the query, so the grace period goes in the body too.
+      body: { gracePeriodSeconds: 0, preconditions: { uid: pod.uid } },
     })
   }
 

@@ -58,8 +58,12 @@ export interface SessionRequest {
   session: string
   /** Catalog server name. */
   server: string
-  /** The principal's quota key (`principalKey()`), also the Job's `ferry.dev/principal` label. */
-  principal: string
+  /**
+   * The principal's quota key (`principalKey()`), also the Job's `ferry.dev/principal` label.
+   * Undefined for a session not subject to per-principal limits (the anonymous principal of an
+   * unauthenticated endpoint, which stands for everyone): it counts towards every other limit.
+   */
+  principal?: string
 }
 
 /** A reserved place for one session. */
@@ -124,7 +128,11 @@ const firstExceeded = (
   request: SessionRequest,
   retryAfterSeconds: number
 ): QuotaExceeded | undefined => {
-  if (limits.maxSessionsPerPrincipal > 0 && counts.principal >= limits.maxSessionsPerPrincipal) {
+  if (
+    request.principal !== undefined &&
+    limits.maxSessionsPerPrincipal > 0 &&
+    counts.principal >= limits.maxSessionsPerPrincipal
+  ) {
     return quotaExceeded(
       'maxSessionsPerPrincipal',
       limits.maxSessionsPerPrincipal,
@@ -189,7 +197,8 @@ export class LocalSessionCounter implements SessionCounter {
       {
         total: tally.total,
         server: tally.byServer.get(request.server) ?? 0,
-        principal: tally.byPrincipal.get(request.principal) ?? 0,
+        principal:
+          request.principal === undefined ? 0 : (tally.byPrincipal.get(request.principal) ?? 0),
       },
       request,
       this.#retryAfter
@@ -248,7 +257,7 @@ export interface ClusterSessionCounterOptions {
 
 interface Uncounted {
   server: string
-  principal: string
+  principal: string | undefined
   since: number
 }
 
@@ -351,12 +360,13 @@ export class ClusterSessionCounter implements SessionCounter {
   #countsFor(listing: Listing, request: SessionRequest) {
     let total = listing.tally.total
     let server = listing.tally.byServer.get(request.server) ?? 0
-    let principal = listing.tally.byPrincipal.get(request.principal) ?? 0
+    let principal =
+      request.principal === undefined ? 0 : (listing.tally.byPrincipal.get(request.principal) ?? 0)
     for (const [name, entry] of this.#uncounted) {
       if (listing.sessions.has(name)) continue
       total++
       if (entry.server === request.server) server++
-      if (entry.principal === request.principal) principal++
+      if (request.principal !== undefined && entry.principal === request.principal) principal++
     }
     return { total, server, principal }
   }

@@ -52,6 +52,11 @@ export class LocalRuntime implements SessionRuntime {
     this.options = options
   }
 
+  /** Whether the sidecar of `sessionName` still runs (so its session may still be in use). */
+  isRunning(sessionName: string): boolean {
+    return this.children.has(sessionName)
+  }
+
   activeSessions(): number {
     return this.children.size
   }

@@ -16,6 +16,12 @@ export interface WorkloadSpec {
   server: ServerConfig
   /** The per-session secret the sidecar must demand from bridges. */
   secret: string
+  /**
+   * The starting principal's quota key (`principalKey()`), for runtimes that record it so a
+   * cluster-wide count can group sessions by principal (the Job's `ferry.dev/principal` label).
+   * Undefined for sessions exempt from per-principal limits.
+   */
+  principal?: string
 }
 
 /** A started workload: where its sidecar listens, and what the runtime needs to stop it. */

@@ -18,12 +18,23 @@ import {
   errorResponse,
   traceLogFields,
 } from '@ferry/shared'
+import { accessDeniedError, checkAccess } from '../auth/access.ts'
+import { type Principal, principalHash, principalKey } from '../auth/principal.ts'
+import { resourceMetadataUrl } from '../auth/resource-metadata.ts'
+import { FerryHTTPError } from '../errors.ts'
+import { quotaExceededError } from '../limits/quota.ts'
+import {
+  type SessionCounter,
+  type SessionSlot,
+  SessionCountUnavailable,
+} from '../limits/session-counter.ts'
+import type { RateLimiter } from '../limits/token-bucket.ts'
 import type { ConnectionPool } from '../relay/connection-pool.ts'
 import type { SidecarConnection } from '../relay/sidecar-connection.ts'
 import type { SessionRuntime } from '../runtime/runtime.ts'
 import { WorkloadStartError } from '../runtime/runtime.ts'
+import type { Keyring } from './keyring.ts'
 import type { SessionDirectory } from './session-directory.ts'
-import type { SessionClaims } from './token.ts'
 import { SSE_HEADERS } from '../transport/sse-stream.ts'
 import type { Instrumentation, Operation, SessionStart } from '../telemetry/operations.ts'
 
@@ -36,6 +47,29 @@ export interface SessionStarterOptions {
   maxSessions: number
   logger: Logger
   instrumentation: Instrumentation
+  /** Hashes the owner into session ids (`sub`). */
+  keyring: Keyring
+  /**
+   * Concurrent-session quotas by runtime kind (`LocalSessionCounter` for `local`,
+   * `ClusterSessionCounter` for `kubernetes`); a runtime without one has none.
+   */
+  counters?: Record<string, SessionCounter>
+  /** `bridge.limits.sessionRate`, per principal. */
+  rate?: RateLimiter
+}
+
+/** Who starts a session, and for which endpoint. */
+export interface SessionStartAuth {
+  principal: Principal
+  /** The endpoint's canonical URI, for the `resource_metadata` of an access denial. */
+  resource?: string
+  /** The request id, for logs. */
+  requestId?: string
+}
+
+/** A `local` runtime that can tell whether a session's workload still runs. */
+interface RunningCheck {
+  isRunning?(sessionName: string): boolean
 }
 
 /** What the server sent on the `initialize` channel. */
@@ -51,6 +85,8 @@ const SESSION_ID_HEADER = 'mcp-session-id'
 export class SessionStarter {
   private readonly options: SessionStarterOptions
   private starting = 0
+  /** Quota slots of the sessions this replica started, released when they end. */
+  private readonly slots = new Map<string, { slot: SessionSlot; runtime: string }>()
 
   constructor(options: SessionStarterOptions) {
     this.options = options
@@ -62,12 +98,23 @@ export class SessionStarter {
     request: JSONRPCRequest,
     body: string,
     clientSignal: AbortSignal,
-    operation: Operation
+    operation: Operation,
+    auth: SessionStartAuth
   ): Promise<Response> {
-    const { servers, runtimes, directory, pool, maxSessions, logger, instrumentation } =
-      this.options
+    const { servers, runtimes, maxSessions } = this.options
     const server = servers[serverName]!
     const runtime = runtimes[server.runtime]!
+    const { principal } = auth
+    const refuse = (error: FerryHTTPError) => {
+      operation.end(String(error.code), error.message)
+      return error.toResponse()
+    }
+    const access = checkAccess(
+      server.access,
+      principal,
+      auth.resource === undefined ? {} : { resourceMetadataUrl: resourceMetadataUrl(auth.resource) }
+    )
+    if (!access.ok) return refuse(accessDeniedError(access, request.id))
     const reply = (
       code: number,
       message: string,
@@ -80,12 +127,6 @@ export class SessionStarter {
         headers: { 'content-type': 'application/json', ...headers },
       })
     }
-    /** The start failed for `failure`: say why to the client, the log and the span. */
-    const failed = (start: SessionStart, failure: string, why: string, fields = {}) => {
-      log.warn({ failure, why, ...fields }, 'session start failed')
-      start.fail(failure, why)
-      return reply(ErrorCode.ServerError, `Session start failed: ${why}`)
-    }
     if (maxSessions > 0 && runtime.activeSessions() + this.starting >= maxSessions) {
       return reply(
         ErrorCode.ServerError,
@@ -94,7 +135,107 @@ export class SessionStarter {
         { 'retry-after': '5' }
       )
     }
-    const { sessionName, secret } = await directory.newSession()
+    // The anonymous principal of an unauthenticated endpoint is everyone, not one client: it is
+    // exempt from the per-principal limits (sessions, start rate); every other limit applies.
+    const key = principal.method === 'anonymous' ? undefined : await principalKey(principal)
+    if (key !== undefined && this.options.rate) {
+      const taken = this.options.rate.take(key)
+      if (!taken.ok) return refuse(quotaExceededError(taken, request.id))
+    }
+    const { sessionName, secret } = await this.options.directory.newSession()
+    const counter = this.options.counters?.[runtime.kind]
+    let slot: SessionSlot | undefined
+    if (counter) {
+      this.reconcile(runtime.kind)
+      let acquired
+      try {
+        acquired = await counter.acquire({
+          session: sessionName,
+          server: serverName,
+          ...(key === undefined ? {} : { principal: key }),
+        })
+      } catch (error) {
+        if (!(error instanceof SessionCountUnavailable)) throw error
+        this.options.logger.warn(
+          { error: (error.cause as Error)?.message, requestId: auth.requestId },
+          'cannot count sessions'
+        )
+        return refuse(
+          new FerryHTTPError(
+            503,
+            ErrorCode.ServerError,
+            'Service unavailable: the running sessions cannot be counted now',
+            { headers: { 'retry-after': '5' }, id: request.id }
+          )
+        )
+      }
+      if (!acquired.ok) return refuse(quotaExceededError(acquired, request.id))
+      slot = acquired
+    }
+    let started = false
+    try {
+      const response = await this.start(
+        serverName,
+        request,
+        body,
+        clientSignal,
+        operation,
+        auth,
+        { sessionName, secret, key },
+        () => (started = true)
+      )
+      return response
+    } finally {
+      if (slot) {
+        if (started) this.slots.set(sessionName, { slot, runtime: runtime.kind })
+        else slot.release()
+      }
+    }
+  }
+
+  /** Gives back the quota slot of a session that ended (DELETE, idle, exit). Idempotent. */
+  release(sessionName: string): void {
+    const entry = this.slots.get(sessionName)
+    if (!entry) return
+    this.slots.delete(sessionName)
+    entry.slot.release()
+  }
+
+  /** Releases the slots of sessions whose workloads ended without the bridge noticing. */
+  private reconcile(kind: string): void {
+    const runtime = this.options.runtimes[kind] as (SessionRuntime & RunningCheck) | undefined
+    if (!runtime?.isRunning) return
+    for (const [name, entry] of this.slots) {
+      if (entry.runtime === kind && !runtime.isRunning(name)) this.release(name)
+    }
+  }
+
+  private async start(
+    serverName: string,
+    request: JSONRPCRequest,
+    body: string,
+    clientSignal: AbortSignal,
+    operation: Operation,
+    auth: SessionStartAuth,
+    session: { sessionName: string; secret: string; key: string | undefined },
+    succeeded: () => void
+  ): Promise<Response> {
+    const { servers, runtimes, directory, pool, logger, instrumentation } = this.options
+    const server = servers[serverName]!
+    const runtime = runtimes[server.runtime]!
+    const { sessionName, secret } = session
+    const reply = (code: number, message: string) => {
+      operation.end(String(code), message)
+      return new Response(JSON.stringify(errorResponse(request.id, code, message)), {
+        headers: { 'content-type': 'application/json' },
+      })
+    }
+    /** The start failed for `failure`: say why to the client, the log and the span. */
+    const failed = (start: SessionStart, failure: string, why: string, fields = {}) => {
+      log.warn({ failure, why, ...fields }, 'session start failed')
+      start.fail(failure, why)
+      return reply(ErrorCode.ServerError, `Session start failed: ${why}`)
+    }
     const start = instrumentation.sessionStart(operation, serverName, runtime.kind)
     start.session(sessionName)
     operation.session(sessionName)
@@ -102,6 +243,7 @@ export class SessionStarter {
       session: sessionName,
       server: serverName,
       request: request.id,
+      ...(auth.requestId === undefined ? {} : { requestId: auth.requestId }),
       ...traceLogFields(start.trace ?? operation.trace),
     })
     const timeout = new AbortController()
@@ -120,7 +262,16 @@ export class SessionStarter {
     this.starting++
     let workload
     try {
-      workload = await runtime.start({ sessionName, serverName, server, secret }, signal)
+      workload = await runtime.start(
+        {
+          sessionName,
+          serverName,
+          server,
+          secret,
+          ...(session.key === undefined ? {} : { principal: session.key }),
+        },
+        signal
+      )
     } catch (error) {
       clearTimeout(timer)
       const reason = error instanceof WorkloadStartError ? error : undefined
@@ -145,7 +296,10 @@ export class SessionStarter {
       clearTimeout(timer)
       stop()
       instrumentation.metrics.relayError('dial')
-      return failed(start, 'unreachable', (error as Error).message)
+      // The dial error names the sidecar's address: for the log only, never the client.
+      return failed(start, 'unreachable', "the session's sidecar did not accept a connection", {
+        error: (error as Error).message,
+      })
     }
     start.phase('sidecar.connected')
     const connected = Date.now()
@@ -186,6 +340,9 @@ export class SessionStarter {
       addr: workload.address,
       ...(workload.ref ? { ref: workload.ref } : {}),
       pv: result.protocolVersion,
+      ...(auth.principal.method === 'anonymous'
+        ? {}
+        : { sub: await principalHash(auth.principal, this.options.keyring) }),
     })
     log.info(
       {
@@ -199,6 +356,7 @@ export class SessionStarter {
     )
     start.phase('initialize.answered')
     start.succeed()
+    succeeded()
     operation.session(sessionName, result.protocolVersion)
     operation.end()
     const headers = { [SESSION_ID_HEADER]: sessionId }
@@ -263,6 +421,7 @@ export class SessionStarter {
     sessionName: string
     ref?: Record<string, string>
   }): void {
+    this.release(workload.sessionName)
     const runtime = this.options.runtimes[workload.runtime]
     void runtime
       ?.stop({ sessionName: workload.sessionName, ref: workload.ref })

@@ -16,6 +16,8 @@ export interface SseStreamOptions {
   maxBacklogBytes: number
   /** Open streams, so a draining bridge can end them all; the stream adds and removes itself. */
   registry?: Set<SseStream>
+  /** Called once when the stream ends for any reason (closed, drained, cut off, client gone). */
+  onstop?: () => void
 }
 
 export const SSE_HEADERS = {
@@ -33,6 +35,7 @@ export class SseStream {
   private readonly keepAlive: NodeJS.Timeout | undefined
   private readonly maxBacklogBytes: number
   private readonly registry: Set<SseStream> | undefined
+  private readonly onstop: (() => void) | undefined
 
   /** The client went away, was cut off, or the bridge is draining; called once. */
   onclose?: (reason: 'client' | 'backlog' | 'drain') => void
@@ -40,6 +43,7 @@ export class SseStream {
   constructor(options: SseStreamOptions) {
     this.maxBacklogBytes = options.maxBacklogBytes
     this.registry = options.registry
+    this.onstop = options.onstop
     this.registry?.add(this)
     this.body = new ReadableStream<Uint8Array>(
       {
@@ -121,5 +125,6 @@ export class SseStream {
     this.closed = true
     clearInterval(this.keepAlive)
     this.registry?.delete(this)
+    this.onstop?.()
   }
 }

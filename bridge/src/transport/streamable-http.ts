@@ -14,6 +14,7 @@
  */
 import {
   type EventFrame,
+  type JSONRPCId,
   type JSONRPCRequest,
   type Logger,
   type ServerConfig,
@@ -25,7 +26,14 @@ import {
   parseEventId,
   requestStreamKey,
 } from '@ferry/shared'
+import type { Authenticator } from '../auth/authenticator.ts'
+import { authFailureError } from '../auth/challenge.ts'
+import { type Principal, anonymousPrincipal, sameOwner } from '../auth/principal.ts'
+import { resourceForRequest } from '../auth/resource-metadata.ts'
 import { FerryHTTPError } from '../errors.ts'
+import type { InFlightLimiter, Permit } from '../limits/in-flight.ts'
+import { quotaExceededError } from '../limits/quota.ts'
+import type { Keyring } from '../session/keyring.ts'
 import {
   DialError,
   type ChannelListener,
@@ -67,7 +75,25 @@ export interface StreamableHTTPOptions {
   bodyLimit: number
   logger: Logger
   instrumentation: Instrumentation
+  /** Authenticator per server (`createCatalogAuthenticators`); a server without one is open. */
+  authenticators?: Record<string, Authenticator>
+  /** `bridge.publicUrl`: the base of the endpoints' canonical URIs (token audiences). */
+  publicUrl?: string
+  /** Checks session ownership (`sub` of the session id). */
+  keyring?: Keyring
+  /** `bridge.limits.maxInFlightPerSession` and `maxStreamsPerSession`, per replica. */
+  limits?: { inFlight: InFlightLimiter; streams: InFlightLimiter }
 }
+
+/** Who sent a request, and which request it is. */
+interface RequestContext {
+  principal: Principal
+  /** The endpoint's canonical URI, when its server is protected. */
+  resource?: string
+  requestId?: string
+}
+
+const ANONYMOUS: Principal = Object.freeze(anonymousPrincipal())
 
 export const SESSION_HEADER = 'mcp-session-id'
 /** The only revision that allows JSON-RPC batches. */
@@ -109,8 +135,17 @@ export class StreamableHTTPHandler {
     for (const stream of [...this.streams]) stream.drain(this.options.streams.retryMs)
   }
 
-  /** Answers one request for server `serverName`; never throws. */
-  async handle(request: Request, serverName: string): Promise<Response> {
+  /**
+   * Answers one request for server `serverName` at `mcpPath` (`/mcp` or `/<server>/mcp`, the
+   * path of its canonical URI); never throws. Every request is authenticated right after the
+   * Host and Origin checks, before anything else looks at it.
+   */
+  async handle(
+    request: Request,
+    serverName: string,
+    mcpPath = `/${serverName}/mcp`,
+    requestId?: string
+  ): Promise<Response> {
     try {
       if (!this.options.servers[serverName]) {
         throw new FerryHTTPError(404, ErrorCode.InvalidRequest, `Unknown MCP server: ${serverName}`)
@@ -121,30 +156,76 @@ export class StreamableHTTPHandler {
         headers.get('host') ?? undefined,
         headers.get('origin') ?? undefined
       )
-      switch (request.method) {
-        case 'POST':
-          return await this.post(request, serverName)
-        case 'GET':
-          return await this.get(request, serverName)
-        case 'DELETE':
-          return await this.delete(request, serverName)
-        default:
-          throw new FerryHTTPError(405, ErrorCode.InvalidRequest, 'Method Not Allowed', {
-            headers: { allow: 'GET, POST, DELETE' },
-          })
+      const method = request.method
+      if (method !== 'POST' && method !== 'GET' && method !== 'DELETE') {
+        throw new FerryHTTPError(405, ErrorCode.InvalidRequest, 'Method Not Allowed', {
+          headers: { allow: 'GET, POST, DELETE' },
+        })
       }
+      const context = await this.authenticate(request, serverName, mcpPath, requestId)
+      if (method === 'POST') return await this.post(request, serverName, context)
+      if (method === 'GET') return await this.get(request, serverName, context)
+      return await this.delete(request, serverName, context)
     } catch (error) {
       if (error instanceof FerryHTTPError) return error.toResponse()
       this.options.logger.error(
-        { err: (error as Error).message },
+        { err: (error as Error).message, requestId },
         'unexpected error in the MCP endpoint'
       )
       return new FerryHTTPError(500, ErrorCode.InternalError, 'Internal error').toResponse()
     }
   }
 
-  /** The session a request names, checked against the server it was sent to. */
-  private async session(request: Request, serverName: string): Promise<ResolvedSession> {
+  /** The principal of a request, or a 401/403/503 with the authenticator's challenge. */
+  private async authenticate(
+    request: Request,
+    serverName: string,
+    mcpPath: string,
+    requestId: string | undefined
+  ): Promise<RequestContext> {
+    const authenticator = this.options.authenticators?.[serverName]
+    if (!authenticator || authenticator.mode === 'none') {
+      return { principal: ANONYMOUS, ...(requestId === undefined ? {} : { requestId }) }
+    }
+    const resource = resourceForRequest(request, mcpPath, this.options.publicUrl)
+    const result = await authenticator.authenticate(request, resource)
+    if ('failure' in result) {
+      const { failure } = result
+      this.options.logger.info(
+        { requestId, server: serverName, status: failure.status, reason: failure.reason },
+        'request refused: not authenticated'
+      )
+      throw authFailureError(failure)
+    }
+    return {
+      principal: result.principal,
+      resource,
+      ...(requestId === undefined ? {} : { requestId }),
+    }
+  }
+
+  /** Takes a per-session slot of `limiter`, or refuses with 429. */
+  private permit(
+    limiter: InFlightLimiter | undefined,
+    sessionName: string,
+    id: JSONRPCId | null = null
+  ): Permit | undefined {
+    if (!limiter) return undefined
+    const permit = limiter.acquire(sessionName)
+    if (!permit.ok) throw quotaExceededError(permit, id)
+    return permit
+  }
+
+  /**
+   * The session a request names, checked against the server it was sent to and owned by the
+   * principal sending it. A session of another principal is answered exactly like an unknown
+   * one (404), so session ids cannot be probed.
+   */
+  private async session(
+    request: Request,
+    serverName: string,
+    context: RequestContext
+  ): Promise<ResolvedSession> {
     const sessionId = request.headers.get(SESSION_HEADER)
     if (!sessionId) {
       throw new FerryHTTPError(
@@ -155,6 +236,18 @@ export class StreamableHTTPHandler {
     }
     const session = await this.options.directory.resolve(sessionId)
     if (!session || session.claims.srv !== serverName) throw sessionNotFound()
+    const { sub } = session.claims
+    const owner =
+      sub === undefined
+        ? context.principal.method === 'anonymous'
+        : await sameOwner(sub, context.principal, this.options.keyring)
+    if (!owner) {
+      this.options.logger.info(
+        { requestId: context.requestId, server: serverName },
+        'request refused: the session belongs to another principal'
+      )
+      throw sessionNotFound()
+    }
     return session
   }
 
@@ -168,7 +261,11 @@ export class StreamableHTTPHandler {
     }
   }
 
-  private async post(request: Request, serverName: string): Promise<Response> {
+  private async post(
+    request: Request,
+    serverName: string,
+    context: RequestContext
+  ): Promise<Response> {
     const headers = request.headers
     checkContentType(headers.get('content-type') ?? undefined)
     checkPostAccept(headers.get('accept') ?? undefined)
@@ -180,7 +277,7 @@ export class StreamableHTTPHandler {
     } catch {
       throw new FerryHTTPError(400, ErrorCode.ParseError, 'Parse error: the body is not valid JSON')
     }
-    if (Array.isArray(value)) return this.relayBatch(request, serverName, value)
+    if (Array.isArray(value)) return this.relayBatch(request, serverName, value, context)
     const message = classifyMessage(value)
     if (!message) {
       throw new FerryHTTPError(
@@ -201,10 +298,11 @@ export class StreamableHTTPHandler {
           message.message as JSONRPCRequest,
           body,
           request.signal,
-          operation!
+          operation!,
+          context
         )
       }
-      const session = await this.session(request, serverName)
+      const session = await this.session(request, serverName, context)
       operation?.session(session.claims.sid, session.claims.pv)
       if (isInitialize) {
         throw new FerryHTTPError(
@@ -215,7 +313,21 @@ export class StreamableHTTPHandler {
       }
       const connection = await this.connect(session)
       if (message.kind === 'request') {
-        return this.relayRequest(connection, message.message, body, session, request, operation!)
+        const permit = this.permit(
+          this.options.limits?.inFlight,
+          session.claims.sid,
+          message.message.id
+        )
+        return this.relayRequest(
+          connection,
+          message.message,
+          body,
+          session,
+          request,
+          operation!,
+          context,
+          permit
+        )
       }
       return this.relayMessage(connection, body, operation)
     } catch (error) {
@@ -233,12 +345,13 @@ export class StreamableHTTPHandler {
   private async relayBatch(
     request: Request,
     serverName: string,
-    batch: unknown[]
+    batch: unknown[],
+    context: RequestContext
   ): Promise<Response> {
     const invalid = (why: string) =>
       new FerryHTTPError(400, ErrorCode.InvalidRequest, `Invalid Request: ${why}`)
     if (!request.headers.has(SESSION_HEADER)) throw invalid('initialize cannot be part of a batch')
-    const session = await this.session(request, serverName)
+    const session = await this.session(request, serverName, context)
     if (session.claims.pv !== BATCH_PROTOCOL_VERSION) {
       throw invalid(`JSON-RPC batches are not allowed in protocol version ${session.claims.pv}`)
     }
@@ -264,10 +377,26 @@ export class StreamableHTTPHandler {
     const requests = messages.filter((m) => m.classified!.kind === 'request')
     if (requests.length === 0) return new Response(null, { status: 202 })
     const { streams } = this.options
+    const permits: Permit[] = []
+    const releaseAll = () => {
+      for (const permit of permits) permit.release()
+    }
+    try {
+      const stream = this.permit(this.options.limits?.streams, session.claims.sid)
+      if (stream) permits.push(stream)
+      for (let i = 0; i < requests.length; i++) {
+        const permit = this.permit(this.options.limits?.inFlight, session.claims.sid)
+        if (permit) permits.push(permit)
+      }
+    } catch (error) {
+      releaseAll()
+      throw error
+    }
     const sse = new SseStream({
       registry: this.streams,
       keepAliveMs: streams.keepAliveMs,
       maxBacklogBytes: streams.maxBacklogBytes,
+      onstop: releaseAll,
     })
     let open = requests.length
     const channels: number[] = []
@@ -351,7 +480,9 @@ export class StreamableHTTPHandler {
     body: string,
     session: ResolvedSession,
     request: Request,
-    operation: Operation
+    operation: Operation,
+    context: RequestContext,
+    permit: Permit | undefined
   ): Promise<Response> {
     const { streams, instrumentation, logger } = this.options
     const clientSignal = request.signal
@@ -360,19 +491,37 @@ export class StreamableHTTPHandler {
       let sse: SseStream | undefined
       let settled = false
       let pollTimer: NodeJS.Timeout | undefined
+      let refused = false
 
       /** Settles the exchange; the operation ends here, so a streamed one ends with its stream. */
       const finish = (errorType?: string, description?: string) => {
         settled = true
         clearTimeout(pollTimer)
         clientSignal.removeEventListener('abort', onAbort)
+        permit?.release()
         operation.end(errorType, description)
       }
-      const startSse = () => {
+      /** Opens the SSE answer, counted against `maxStreamsPerSession` when `counted`. */
+      const startSse = (counted = false): SseStream | undefined => {
+        let streamPermit: Permit | undefined
+        if (counted && this.options.limits) {
+          const taken = this.options.limits.streams.acquire(session.claims.sid)
+          if (!taken.ok) {
+            // The answer would need one stream too many: cancel the request at the server.
+            refused = true
+            connection.release(ch, true)
+            const error = quotaExceededError(taken, message.id)
+            finish(String(error.code), error.message)
+            resolve(error.toResponse())
+            return undefined
+          }
+          streamPermit = taken
+        }
         sse = new SseStream({
           registry: this.streams,
           keepAliveMs: streams.keepAliveMs,
           maxBacklogBytes: streams.maxBacklogBytes,
+          ...(streamPermit ? { onstop: () => streamPermit.release() } : {}),
         })
         sse.onclose = () => {
           // The client went away (or fell too far behind) before the answer.
@@ -401,6 +550,7 @@ export class StreamableHTTPHandler {
             session: session.claims.sid,
             server: session.claims.srv,
             request: message.id,
+            requestId: context.requestId,
             kind,
             ...traceLogFields(operation.trace),
           },
@@ -415,13 +565,15 @@ export class StreamableHTTPHandler {
       }
       const listener: ChannelListener = {
         onevent: (id, payload, fin, frame: EventFrame) => {
+          if (refused) return
           if (!fin) operation.link(frame)
           if (!sse && fin) {
             finish(frame.errorType)
             resolve(jsonResponse(payload))
             return
           }
-          const stream = sse ?? startSse()
+          const stream = sse ?? startSse(true)
+          if (!stream) return
           stream.event(id, payload)
           if (fin) {
             finish(frame.errorType)
@@ -431,7 +583,7 @@ export class StreamableHTTPHandler {
         onend: (reason) => {
           // Cancelled by the client or taken over: nothing more will come here.
           finish(reason === 'cancelled' ? 'cancelled' : undefined)
-          ;(sse ?? startSse()).close()
+          ;(sse ?? startSse())!.close()
         },
         onerror: (code, text) => {
           relayFailed(code)
@@ -485,7 +637,7 @@ export class StreamableHTTPHandler {
           if (settled) return
           // SEP-1699 polling: end this connection, keep the stream; the client
           // resumes with Last-Event-ID on any replica.
-          const stream = sse ?? startSse()
+          const stream = (sse ?? startSse())!
           connection.release(ch, true)
           finish()
           stream.close()
@@ -495,10 +647,14 @@ export class StreamableHTTPHandler {
     })
   }
 
-  private async get(request: Request, serverName: string): Promise<Response> {
+  private async get(
+    request: Request,
+    serverName: string,
+    context: RequestContext
+  ): Promise<Response> {
     checkGetAccept(request.headers.get('accept') ?? undefined)
     checkProtocolVersion(request.headers.get('mcp-protocol-version') ?? undefined)
-    const session = await this.session(request, serverName)
+    const session = await this.session(request, serverName, context)
     const connection = await this.connect(session)
     const after = request.headers.get('last-event-id') ?? undefined
     if (after !== undefined && !parseEventId(after)) {
@@ -508,12 +664,14 @@ export class StreamableHTTPHandler {
         'Bad Request: Last-Event-ID is not an event id of this session'
       )
     }
+    const permit = this.permit(this.options.limits?.streams, session.claims.sid)
     const { streams } = this.options
     return new Promise((resolve) => {
       const sse = new SseStream({
         registry: this.streams,
         keepAliveMs: streams.keepAliveMs,
         maxBacklogBytes: streams.maxBacklogBytes,
+        ...(permit ? { onstop: () => permit.release() } : {}),
       })
       let open = true
       sse.onclose = () => {
@@ -540,6 +698,7 @@ export class StreamableHTTPHandler {
         },
         onerror: (code, text) => {
           open = false
+          sse.close()
           resolve(
             code === 'not_running'
               ? sessionNotFound().toResponse()
@@ -571,8 +730,12 @@ export class StreamableHTTPHandler {
     })
   }
 
-  private async delete(request: Request, serverName: string): Promise<Response> {
-    const session = await this.session(request, serverName)
+  private async delete(
+    request: Request,
+    serverName: string,
+    context: RequestContext
+  ): Promise<Response> {
+    const session = await this.session(request, serverName, context)
     const connection = await this.connect(session)
     await new Promise<void>((resolve) => {
       const ch = connection.open({ t: 'bye' }, undefined, {

@@ -24,6 +24,8 @@ import { apiFailure, backoffMs, type ApiFailure } from './api-errors.ts'
 import { podState } from './pod-readiness.ts'
 import {
   MANAGED_SELECTOR,
+  PRINCIPAL_LABEL,
+  SERVER_LABEL,
   SESSION_LABEL,
   START_DEADLINE_ANNOTATION,
   buildSessionJob,
@@ -184,6 +186,7 @@ export class KubernetesRuntime implements SessionRuntime {
         verifier,
         now: new Date(),
         sidecarPath: this.options.sidecarPath,
+        ...(spec.principal === undefined ? {} : { labels: { [PRINCIPAL_LABEL]: spec.principal } }),
       })
       const name = jobName
       try {
@@ -416,6 +419,38 @@ export class KubernetesRuntime implements SessionRuntime {
     const job = workload.ref?.job
     if (!namespace || !job) return
     await this.removeJob(namespace, job, 30_000)
+  }
+
+  /**
+   * The sessions of every replica that have not finished: the session Jobs (by the managed-by
+   * selector) in the runtime's namespaces that are neither finished nor being deleted, with
+   * their `ferry.dev/session`, `ferry.dev/server` and `ferry.dev/principal` labels. Backs the
+   * cluster-wide session count (`ClusterSessionCounter`).
+   */
+  async countSessions(
+    signal: AbortSignal
+  ): Promise<{ session: string; server?: string; principal?: string }[]> {
+    const { batch } = await this.connect()
+    const sessions: { session: string; server?: string; principal?: string }[] = []
+    for (const namespace of this.options.namespaces) {
+      const jobs = await untilAborted(
+        batch.listNamespacedJob({ namespace, labelSelector: MANAGED_SELECTOR }),
+        signal
+      )
+      for (const job of jobs.items) {
+        const labels = job.metadata?.labels ?? {}
+        const session = labels[SESSION_LABEL]
+        if (!session || job.metadata?.deletionTimestamp || isFinished(job)) continue
+        const server = labels[SERVER_LABEL]
+        const principal = labels[PRINCIPAL_LABEL]
+        sessions.push({
+          session,
+          ...(server === undefined ? {} : { server }),
+          ...(principal === undefined ? {} : { principal }),
+        })
+      }
+    }
+    return sessions
   }
 
   /**

@@ -22,6 +22,8 @@ export const SIDECAR_PATH = '/ferry/sidecar.mjs'
 /** Labels every session Job and pod carries; the NetworkPolicies select on `app.kubernetes.io/name`. */
 export const SESSION_LABEL = 'ferry.dev/session'
 export const SERVER_LABEL = 'ferry.dev/server'
+/** The starting principal's quota key (`principalKey()`), for cluster-wide per-principal counts. */
+export const PRINCIPAL_LABEL = 'ferry.dev/principal'
 export const MANAGED_BY = 'ferry-bridge'
 export const MANAGED_SELECTOR = `app.kubernetes.io/managed-by=${MANAGED_BY}`
 /** When a start that has not become ready may be swept away. */
@@ -38,6 +40,8 @@ export interface SessionJobInput {
   now: Date
   /** Sidecar path override (tests run the bundle from the work tree). */
   sidecarPath?: string
+  /** Labels Ferry adds to the Job and its pod (e.g. `ferry.dev/principal`), after the server's own. */
+  labels?: Record<string, string>
 }
 
 const restrictedContainer: V1SecurityContext = {
@@ -143,6 +147,7 @@ export const buildSessionJob = (input: SessionJobInput): V1Job => {
   const inject = server.delivery === 'inject'
   const labels = {
     ...server.labels,
+    ...input.labels,
     'app.kubernetes.io/name': 'ferry-session',
     'app.kubernetes.io/component': 'mcp-server',
     'app.kubernetes.io/part-of': 'ferry',
