@@ -179,6 +179,7 @@ export const createBridge = (options: BridgeOptions): Bridge => {
     instrumentation,
     keyring,
     counters: sessionCounters(catalog, runtimes),
+    sessionLimits: sessionLimitsOf(catalog),
     rate: new RateLimiter({
       perMinute: settings.limits.sessionRate.perMinute,
       burst: settings.limits.sessionRate.burst,

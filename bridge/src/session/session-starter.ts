@@ -25,6 +25,7 @@ import { FerryHTTPError } from '../errors.ts'
 import { quotaExceededError } from '../limits/quota.ts'
 import {
   type SessionCounter,
+  type SessionLimits,
   type SessionSlot,
   SessionCountUnavailable,
 } from '../limits/session-counter.ts'
@@ -54,6 +55,8 @@ export interface SessionStarterOptions {
    * `ClusterSessionCounter` for `kubernetes`); a runtime without one has none.
    */
   counters?: Record<string, SessionCounter>
+  /** The limits the counters enforce: a start no limit applies to is not counted at all. */
+  sessionLimits?: SessionLimits
   /** `bridge.limits.sessionRate`, per principal. */
   rate?: RateLimiter
 }
@@ -143,7 +146,7 @@ export class SessionStarter {
       if (!taken.ok) return refuse(quotaExceededError(taken, request.id))
     }
     const { sessionName, secret } = await this.options.directory.newSession()
-    const counter = this.options.counters?.[runtime.kind]
+    const counter = this.limited(serverName, key) ? this.options.counters?.[runtime.kind] : undefined
     let slot: SessionSlot | undefined
     if (counter) {
       this.reconcile(runtime.kind)
@@ -191,6 +194,19 @@ export class SessionStarter {
         else slot.release()
       }
     }
+  }
+
+  /**
+   * Whether any concurrent-session limit applies to a start, so that without limits (the
+   * defaults, for the anonymous principal) a start costs no count (on Kubernetes, no listing).
+   */
+  private limited(serverName: string, key: string | undefined): boolean {
+    const limits = this.options.sessionLimits
+    if (!limits) return true
+    const server = limits.servers?.[serverName] ?? limits.maxSessionsPerServer
+    return (
+      limits.maxSessions > 0 || server > 0 || (key !== undefined && limits.maxSessionsPerPrincipal > 0)
+    )
   }
 
   /** Gives back the quota slot of a session that ended (DELETE, idle, exit). Idempotent. */
