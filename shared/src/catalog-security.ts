@@ -483,7 +483,10 @@ export type AccessSettings = z.output<typeof AccessSchema>
 
 /** `bridge.limits.sessionRate`: a token bucket per principal for session starts. */
 const SessionRateSchema = z.strictObject({
-  /** Session starts a principal regains per minute (the bucket's refill rate); `0` means no limit. Default `60`. */
+  /**
+   * Session starts a principal regains per minute (the bucket's refill rate); `0` means no
+   * limit. The anonymous principal of an unauthenticated endpoint is exempt. Default `60`.
+   */
   perMinute: z.number().min(0).default(60),
   /** Session starts a principal may make at once (the bucket's size). Default `20`. */
   burst: integer().min(1).default(20),
@@ -515,7 +518,10 @@ export const LimitsSchema = z.strictObject({
    * still caps each replica. `0` means no limit. Default `0`.
    */
   maxSessions: integer().min(0).default(0),
-  /** Most concurrent sessions of one principal, across replicas like `maxSessions`. Default `20`. */
+  /**
+   * Most concurrent sessions of one principal, across replicas like `maxSessions`. The anonymous
+   * principal of an unauthenticated endpoint (everyone) is exempt. Default `20`.
+   */
   maxSessionsPerPrincipal: integer().min(0).default(20),
   /**
    * Most concurrent sessions of each server, across replicas like `maxSessions`; a server's
@@ -527,8 +533,8 @@ export const LimitsSchema = z.strictObject({
   /** Most requests of one session awaiting their response at once, per replica. `0` means no limit. Default `64`. */
   maxInFlightPerSession: integer().min(0).default(64),
   /**
-   * Most `GET` SSE streams (the standalone stream and resumptions) one session holds open at
-   * once, per replica. `0` means no limit. Default `16`.
+   * Most SSE streams one session holds open at once, per replica: `GET` streams (the standalone
+   * stream and resumptions) and `POST` answers that stream. `0` means no limit. Default `16`.
    */
   maxStreamsPerSession: integer().min(0).default(16),
   /** How cluster-wide session counts are refreshed (Kubernetes runtime). */

@@ -276,9 +276,9 @@ const renderChart = (r: Results): string => {
     stdio: '#6b7280',
   }
   const parts: string[] = []
-  const text = (x: number, y: number, body: string, extra = '') =>
+  const text = (x: number, y: number, body: string, extra = '', size = 12) =>
     parts.push(
-      `<text x="${x}" y="${y}" font-family="sans-serif" font-size="12" ${extra}>${body}</text>`
+      `<text x="${x}" y="${y}" font-family="sans-serif" font-size="${size}" ${extra}>${body}</text>`
     )
   // Left: grouped bars p50/p90/p99 per contender.
   const left = { x: 60, y: 40, w: 360, h: 260 }
@@ -297,7 +297,7 @@ const renderChart = (r: Results): string => {
       parts.push(
         `<rect x="${x}" y="${left.y + left.h - h}" width="${barW - 2}" height="${h}" fill="${colors[n]}"/>`
       )
-      text(x, left.y + left.h - h - 4, v.toFixed(2), 'font-size="10"')
+      text(x, left.y + left.h - h - 4, v.toFixed(2), '', 10)
     })
     text(left.x + gi * group + group / 2 - 10, left.y + left.h + 16, k)
   })
@@ -322,7 +322,7 @@ const renderChart = (r: Results): string => {
       parts.push(
         `<rect x="${x}" y="${right.y + right.h - h}" width="${barW - 2}" height="${h}" fill="${colors[n]}"/>`
       )
-      text(x, right.y + right.h - h - 4, v.toFixed(0), 'font-size="10"')
+      text(x, right.y + right.h - h - 4, v.toFixed(0), '', 10)
     })
     text(right.x + gi * tgroup + tgroup / 2 - 10, right.y + right.h + 16, level)
   })

@@ -5,12 +5,22 @@
  * conformance fixture, raw HTTP for exact statuses and headers, and the MCP SDK client with
  * `requestInit.headers.Authorization` for the happy paths.
  */
+import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import WebSocket from 'ws'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Keyring, hashToken } from '@ferry/bridge'
 import { type TestIssuer, startIssuer } from '../auth/issuer.ts'
-import { type TestBridge, fixturePath, startBridge } from '../helpers/bridge.ts'
+import {
+  type TestBridge,
+  cleanEnv,
+  ferryBin,
+  fixturePath,
+  runFerry,
+  startBridge,
+  tempDir,
+  writeCatalog,
+} from '../helpers/bridge.ts'
 import { descendantsOf } from '../helpers/processes.ts'
 import {
   type JsonRpcMessage,
@@ -250,11 +260,11 @@ describe('authenticated sessions', () => {
     )
     expect(pids.length).toBeGreaterThan(0)
     for (const pid of pids) {
-      let environ = ''
+      let environ: string
       try {
         environ = readFileSync(`/proc/${pid}/environ`, 'latin1')
       } catch {
-        continue
+        continue // gone already
       }
       expect(environ).not.toContain(signature)
       expect(environ).not.toContain(STATIC_TOKEN)
@@ -484,6 +494,91 @@ describe('across replicas sharing a keyring', () => {
     } finally {
       await a.close()
       await b.close()
+    }
+  })
+})
+
+describe('the ferry command', () => {
+  it('refuses to serve unauthenticated on a non-loopback address, without binding', async () => {
+    const dir = tempDir()
+    const catalogFile = writeCatalog(dir, { servers: { fixture } })
+    const result = await runFerry(['serve'], {
+      ...cleanEnv(),
+      FERRY_CONFIG: catalogFile,
+      HOST: '0.0.0.0',
+      PORT: '0',
+    })
+    expect(result.code).toBe(1)
+    expect(result.stderr).toContain('refusing to serve without authentication on 0.0.0.0')
+    expect(result.stderr).toContain('allowUnauthenticated')
+    expect(result.stderr).not.toContain('bridge listening')
+  })
+
+  it('hashes a token from standard input, and generates one', async () => {
+    const hashed = spawnSync(process.execPath, [ferryBin, 'auth', 'hash-token'], {
+      input: `${STATIC_TOKEN}\n`,
+      env: cleanEnv(),
+    })
+    expect(hashed.status).toBe(0)
+    expect(hashed.stdout.toString().trim()).toBe(await hashToken(STATIC_TOKEN))
+    const generated = await runFerry(['auth', 'hash-token', '--generate'])
+    expect(generated.code).toBe(0)
+    const [, token, sha] = /token: +(ferry_\S+)\nsha256: (\S+)/.exec(generated.stdout) ?? []
+    expect(sha).toBe(await hashToken(token!))
+  })
+})
+
+describe('hardening', () => {
+  it('sets a request id and security headers, and answers no CORS unless configured', async () => {
+    const response = await initialize('fixture', { 'x-request-id': 'client-req-42' })
+    expect(response.headers.get('x-request-id')).toBe('client-req-42')
+    expect(response.headers.get('x-content-type-options')).toBe('nosniff')
+    expect(response.headers.get('cache-control')).toBe('no-store')
+    expect(response.headers.get('referrer-policy')).toBe('no-referrer')
+    expect(response.headers.get('x-frame-options')).toBe('DENY')
+    expect(response.headers.get('access-control-allow-origin')).toBeNull()
+    const insane = await fetch(`${bridge.origin}/healthz`, {
+      headers: { 'x-request-id': 'bad id with spaces' },
+    })
+    expect(insane.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/)
+    const preflight = await fetch(bridge.url('fixture'), {
+      method: 'OPTIONS',
+      headers: { origin: 'http://localhost', 'access-control-request-method': 'POST' },
+    })
+    expect(preflight.status).toBe(405)
+    expect(preflight.headers.get('access-control-allow-origin')).toBeNull()
+  })
+
+  it('answers CORS for the configured origins only', async () => {
+    const cors = await startBridge({ bridge: { allowedOrigins: ['https://app.example.com'] } })
+    try {
+      const preflight = await fetch(cors.url('fixture'), {
+        method: 'OPTIONS',
+        headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST' },
+      })
+      expect(preflight.status).toBe(204)
+      expect(preflight.headers.get('access-control-allow-origin')).toBe('https://app.example.com')
+      expect(preflight.headers.get('access-control-allow-methods')).toBe('GET, POST, DELETE')
+      expect(preflight.headers.get('access-control-allow-headers')).toContain('mcp-session-id')
+      expect(preflight.headers.get('access-control-allow-headers')).toContain('authorization')
+      const other = await fetch(cors.url('fixture'), {
+        method: 'OPTIONS',
+        headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+      })
+      expect(other.status).toBe(403)
+      expect(other.headers.get('access-control-allow-origin')).toBeNull()
+      const answer = await post(
+        cors.url('fixture'),
+        initializeRequest(),
+        postHeaders(undefined, { origin: 'https://app.example.com' })
+      )
+      expect(answer.headers.get('access-control-allow-origin')).toBe('https://app.example.com')
+      expect(answer.headers.get('access-control-expose-headers')).toBe(
+        'mcp-session-id, www-authenticate'
+      )
+      await messagesOf(answer)
+    } finally {
+      await cors.close()
     }
   })
 })

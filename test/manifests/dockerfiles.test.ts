@@ -194,7 +194,9 @@ describe('bridge/Dockerfile', () => {
     for (const copy of modules) {
       const from = /--from=(\S+)/.exec(copy)?.[1]
       expect(from).toBeDefined()
-      expect(all(stage(stages, from!), 'RUN').join('\n')).toMatch(/npm ci (--ignore-scripts )?--omit=dev/)
+      expect(all(stage(stages, from!), 'RUN').join('\n')).toMatch(
+        /npm ci (--ignore-scripts )?--omit=dev/
+      )
     }
   })
 })

@@ -1,9 +1,10 @@
 /**
  * @module
  * Concurrency limits keyed by session: `bridge.limits.maxInFlightPerSession` (requests awaiting
- * their response) and `bridge.limits.maxStreamsPerSession` (open `GET` SSE streams). Counts
- * are in memory, per replica: a client spreading one session's requests over R replicas can
- * hold up to R × the limit, which still bounds what one session can pin on each replica.
+ * their response) and `bridge.limits.maxStreamsPerSession` (open SSE streams: `GET` and
+ * streamed `POST` answers). Counts are in memory, per replica: a client spreading one session's
+ * requests over R replicas can hold up to R × the limit, which still bounds what one session
+ * can pin on each replica.
  */
 import { type QuotaExceeded, quotaExceeded } from './quota.ts'
 
@@ -24,7 +25,7 @@ export interface InFlightLimiterOptions {
 
 const DESCRIPTIONS = {
   maxInFlightPerSession: 'requests in flight',
-  maxStreamsPerSession: 'open GET streams',
+  maxStreamsPerSession: 'open SSE streams',
 } as const
 
 export class InFlightLimiter {

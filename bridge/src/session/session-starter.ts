@@ -146,7 +146,9 @@ export class SessionStarter {
       if (!taken.ok) return refuse(quotaExceededError(taken, request.id))
     }
     const { sessionName, secret } = await this.options.directory.newSession()
-    const counter = this.limited(serverName, key) ? this.options.counters?.[runtime.kind] : undefined
+    const counter = this.limited(serverName, key)
+      ? this.options.counters?.[runtime.kind]
+      : undefined
     let slot: SessionSlot | undefined
     if (counter) {
       this.reconcile(runtime.kind)
@@ -205,7 +207,9 @@ export class SessionStarter {
     if (!limits) return true
     const server = limits.servers?.[serverName] ?? limits.maxSessionsPerServer
     return (
-      limits.maxSessions > 0 || server > 0 || (key !== undefined && limits.maxSessionsPerPrincipal > 0)
+      limits.maxSessions > 0 ||
+      server > 0 ||
+      (key !== undefined && limits.maxSessionsPerPrincipal > 0)
     )
   }
 
