@@ -79,6 +79,11 @@ const defaultRuntimes = (catalog: Catalog, logger: Logger): Record<string, Sessi
       context: settings.kubernetes.context,
       namespaces,
       sweepIntervalMs: settings.kubernetes.sweepInterval,
+      connection: {
+        heartbeatMs: settings.connection.heartbeat,
+        maxPayload: settings.connection.maxPayload,
+        logLevel: settings.logLevel,
+      },
       logger: logger.child({ runtime: 'kubernetes' }),
     })
   }

@@ -269,6 +269,29 @@ const EnvNameSchema = z
   .string()
   .regex(/^[^=\0]+$/, 'environment variable names must be non-empty and contain no "="')
 
+/** Fields every server has, whatever its runtime: session timeouts, limits, security. */
+const sessionFields = {
+  /** Stop a session's server after this long without traffic. Default: `bridge.idleTimeout`. */
+  idleTimeout: duration().optional(),
+  /**
+   * How long a session may take to start: the server process (`local`), or scheduling, image
+   * pull and start of the pod (`kubernetes`). Default: `bridge.startTimeout`.
+   */
+  startTimeout: duration().optional(),
+  /** Longest line the server may write to standard output (one JSON-RPC message). Default `16mb`. */
+  maxLineBytes: size().prefault('16mb'),
+  /** Time between SIGTERM and SIGKILL when stopping the server. Default `5s`. */
+  stopGrace: duration({ allowZero: true }).prefault('5s'),
+  /** Per-session event log used to resume interrupted streams. */
+  eventLog: EventLogSchema.prefault({}),
+  /** Authentication for this server, replacing `bridge.auth` as a whole. Optional. */
+  auth: ServerAuthSchema.optional(),
+  /** Who may start sessions of this server. Optional: every authenticated principal. */
+  access: AccessSchema.optional(),
+  /** Quotas of this server. Optional. */
+  limits: ServerLimitsSchema.optional(),
+}
+
 /** A server run as a local child process of the bridge (`runtime: local`). */
 export const LocalServerSchema = z.strictObject({
   /** Where the server runs: `local` starts it as a child process of the bridge. Required. */
@@ -283,22 +306,7 @@ export const LocalServerSchema = z.strictObject({
   inheritEnv: z.boolean().default(true),
   /** Working directory of the server; relative paths resolve against the bridge's. Optional. */
   cwd: nonEmpty().optional(),
-  /** Stop a session's server after this long without traffic. Default: `bridge.idleTimeout`. */
-  idleTimeout: duration().optional(),
-  /** How long the server may take to start. Default: `bridge.startTimeout`. */
-  startTimeout: duration().optional(),
-  /** Longest line the server may write to standard output (one JSON-RPC message). Default `16mb`. */
-  maxLineBytes: size().prefault('16mb'),
-  /** Time between SIGTERM and SIGKILL when stopping the server. Default `5s`. */
-  stopGrace: duration({ allowZero: true }).prefault('5s'),
-  /** Per-session event log used to resume interrupted streams. */
-  eventLog: EventLogSchema.prefault({}),
-  /** Authentication for this server, replacing `bridge.auth` as a whole. Optional. */
-  auth: ServerAuthSchema.optional(),
-  /** Who may start sessions of this server. Optional: every authenticated principal. */
-  access: AccessSchema.optional(),
-  /** Quotas of this server. Optional. */
-  limits: ServerLimitsSchema.optional(),
+  ...sessionFields,
 })
 
 // Kubernetes objects Ferry passes through to the pod spec; the API server validates their inner shape.
@@ -451,22 +459,7 @@ export const KubernetesServerSchema = z.strictObject({
    * container is named `mcp`. Optional.
    */
   podTemplatePatch: KubeObjectSchema.optional(),
-  /** Stop a session after this long without traffic. Default: `bridge.idleTimeout`. */
-  idleTimeout: duration().optional(),
-  /** How long the pod may take to become ready (scheduling, image pull, start). Default: `bridge.startTimeout`. */
-  startTimeout: duration().optional(),
-  /** Longest line the server may write to standard output. Default `16mb`. */
-  maxLineBytes: size().prefault('16mb'),
-  /** Time between SIGTERM and SIGKILL when stopping the server. Default `5s`. */
-  stopGrace: duration({ allowZero: true }).prefault('5s'),
-  /** Per-session event log used to resume interrupted streams. */
-  eventLog: EventLogSchema.prefault({}),
-  /** Authentication for this server, replacing `bridge.auth` as a whole. Optional. */
-  auth: ServerAuthSchema.optional(),
-  /** Who may start sessions of this server. Optional: every authenticated principal. */
-  access: AccessSchema.optional(),
-  /** Quotas of this server. Optional. */
-  limits: ServerLimitsSchema.optional(),
+  ...sessionFields,
 })
 
 /** One served MCP server, discriminated by `runtime`. */

@@ -2,7 +2,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { SESSION_ENV, UsageError, VERIFIER_ENV, parseSidecarArgs } from './cli.ts'
+import {
+  SESSION_ENV,
+  UsageError,
+  VERIFIER_ENV,
+  parseSidecarArgs,
+  sidecarSettingsArgs,
+} from './cli.ts'
 
 const env = { [VERIFIER_ENV]: 's3cret', PATH: '/usr/bin', HOME: '/home/x' }
 const parse = (argv: string[], environment: Record<string, string | undefined> = env) =>
@@ -172,5 +178,24 @@ describe('parseSidecarArgs', () => {
 
   it('refuses unknown options', () => {
     expect(() => parse(['--session', 's', '--nope', '--', 'cmd'])).toThrow(/nope/)
+  })
+})
+
+describe('sidecarSettingsArgs', () => {
+  it('gives options the parser reads back as the same settings', () => {
+    const settings = {
+      idleTimeoutMs: 90_000,
+      stopGraceMs: 1500,
+      maxLineBytes: 2048,
+      maxPayload: 4096,
+      heartbeatMs: 7000,
+      eventLog: { maxEvents: 12, maxBytes: 3000, maxAgeMs: 45_000 },
+      logLevel: 'warn' as const,
+    }
+    const options = parseSidecarArgs(
+      ['--session', 's', ...sidecarSettingsArgs(settings), '--', 'cmd'],
+      { [VERIFIER_ENV]: 'v' }
+    )
+    expect(options).toMatchObject(settings)
   })
 })

@@ -58,6 +58,39 @@ const LOG_LEVELS: readonly LogLevel[] = [
 /** Node's timers overflow above this and then fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1
 
+/** The per-session settings a runtime passes to the sidecars it starts. */
+export interface SidecarSettings {
+  idleTimeoutMs: number
+  stopGraceMs: number
+  maxLineBytes: number
+  maxPayload: number
+  heartbeatMs: number
+  eventLog: { maxEvents: number; maxBytes: number; maxAgeMs: number }
+  logLevel: LogLevel
+}
+
+/** The command-line options that give a sidecar these settings (the inverse of the parser). */
+export const sidecarSettingsArgs = (settings: SidecarSettings): string[] => [
+  '--idle-timeout',
+  String(settings.idleTimeoutMs),
+  '--stop-grace',
+  String(settings.stopGraceMs),
+  '--max-line',
+  String(settings.maxLineBytes),
+  '--max-payload',
+  String(settings.maxPayload),
+  '--heartbeat',
+  String(settings.heartbeatMs),
+  '--log-max-events',
+  String(settings.eventLog.maxEvents),
+  '--log-max-bytes',
+  String(settings.eventLog.maxBytes),
+  '--log-max-age',
+  String(settings.eventLog.maxAgeMs),
+  '--log-level',
+  settings.logLevel,
+]
+
 /** Parses the command line and environment into sidecar options. */
 export function parseSidecarArgs(
   argv: string[],

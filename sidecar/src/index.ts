@@ -8,7 +8,14 @@
 import { fileURLToPath } from 'node:url'
 
 export { type SidecarOptions, type RunningSidecar, runSidecar } from './sidecar.ts'
-export { parseSidecarArgs, SESSION_ENV, VERIFIER_ENV, UsageError } from './cli.ts'
+export {
+  type SidecarSettings,
+  parseSidecarArgs,
+  sidecarSettingsArgs,
+  SESSION_ENV,
+  VERIFIER_ENV,
+  UsageError,
+} from './cli.ts'
 export { EventLog, type EventLogLimits, LoggedStream } from './session/event-log.ts'
 export {
   type BridgePeer,

@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
 import { type LocalServerConfig, type LogLevel, sidecarVerifier } from '@ferry/shared'
-import { VERIFIER_ENV, sidecarBundlePath } from '@ferry/sidecar'
+import { VERIFIER_ENV, sidecarBundlePath, sidecarSettingsArgs } from '@ferry/sidecar'
 import {
   type SessionRuntime,
   type Workload,
@@ -74,24 +74,15 @@ export class LocalRuntime implements SessionRuntime {
       '0',
       '--ready-fd',
       '3',
-      '--idle-timeout',
-      String(server.idleTimeout),
-      '--stop-grace',
-      String(server.stopGrace),
-      '--max-line',
-      String(server.maxLineBytes),
-      '--max-payload',
-      String(this.options.maxPayload),
-      '--heartbeat',
-      String(this.options.heartbeatMs),
-      '--log-max-events',
-      String(server.eventLog.maxEvents),
-      '--log-max-bytes',
-      String(server.eventLog.maxBytes),
-      '--log-max-age',
-      String(server.eventLog.maxAge),
-      '--log-level',
-      this.options.logLevel ?? 'info',
+      ...sidecarSettingsArgs({
+        idleTimeoutMs: server.idleTimeout,
+        stopGraceMs: server.stopGrace,
+        maxLineBytes: server.maxLineBytes,
+        maxPayload: this.options.maxPayload,
+        heartbeatMs: this.options.heartbeatMs,
+        eventLog: { ...server.eventLog, maxAgeMs: server.eventLog.maxAge },
+        logLevel: this.options.logLevel ?? 'info',
+      }),
       ...(server.cwd ? ['--cwd', server.cwd] : []),
       '--',
       server.command,

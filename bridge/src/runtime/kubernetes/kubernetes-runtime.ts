@@ -29,6 +29,7 @@ import {
   SESSION_LABEL,
   START_DEADLINE_ANNOTATION,
   buildSessionJob,
+  type SidecarConnectionSettings,
 } from './session-job.ts'
 
 export interface KubernetesRuntimeOptions {
@@ -45,6 +46,8 @@ export interface KubernetesRuntimeOptions {
   logger: Logger
   /** Sidecar path in the pod; tests point it at the work tree's bundle. */
   sidecarPath?: string
+  /** How the bridge talks to sidecars (heartbeat, frame size, log level), passed to each pod. */
+  connection?: SidecarConnectionSettings
 }
 
 /** How often a Job name collision is retried with a new name. */
@@ -186,6 +189,7 @@ export class KubernetesRuntime implements SessionRuntime {
         verifier,
         now: new Date(),
         sidecarPath: this.options.sidecarPath,
+        ...(this.options.connection ? { connection: this.options.connection } : {}),
         ...(spec.principal === undefined ? {} : { labels: { [PRINCIPAL_LABEL]: spec.principal } }),
       })
       const name = jobName

@@ -158,6 +158,9 @@ describe('buildSessionJob: image delivery', () => {
     expect(command.slice(0, 3)).toEqual(['node', '--max-semi-space-size=1', SIDECAR_PATH])
     expect(command).toEqual(expect.arrayContaining(['--session', SESSION, '--port', '8080']))
     expect(command[command.indexOf('--idle-timeout') + 1]).toBe('600000')
+    // The sidecar pings at the bridge's heartbeat, or the bridge would drop the connection.
+    expect(command[command.indexOf('--heartbeat') + 1]).toBe('15000')
+    expect(command[command.indexOf('--max-payload') + 1]).toBe(String(16 * 1024 * 1024))
     expect(command.slice(command.indexOf('--'))).toEqual([
       '--',
       'npx',

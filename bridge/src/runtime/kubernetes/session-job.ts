@@ -15,7 +15,8 @@ import type {
   V1SecurityContext,
   V1Volume,
 } from '@kubernetes/client-node'
-import type { KubernetesServerConfig } from '@ferry/shared'
+import type { KubernetesServerConfig, LogLevel } from '@ferry/shared'
+import { sidecarSettingsArgs } from '@ferry/sidecar'
 
 /** Where the bundled sidecar lives in the pod (image mode) or is copied to (inject mode). */
 export const SIDECAR_PATH = '/ferry/sidecar.mjs'
@@ -30,6 +31,19 @@ export const MANAGED_SELECTOR = `app.kubernetes.io/managed-by=${MANAGED_BY}`
 export const START_DEADLINE_ANNOTATION = 'ferry.dev/start-deadline'
 const RUN_AS = 10001
 
+export interface SidecarConnectionSettings {
+  heartbeatMs: number
+  maxPayload: number
+  logLevel: LogLevel
+}
+
+/** Sidecar defaults, for callers without bridge settings at hand. */
+export const DEFAULT_SIDECAR_CONNECTION: SidecarConnectionSettings = {
+  heartbeatMs: 15_000,
+  maxPayload: 16 * 1024 * 1024,
+  logLevel: 'info',
+}
+
 export interface SessionJobInput {
   jobName: string
   sessionName: string
@@ -40,6 +54,8 @@ export interface SessionJobInput {
   now: Date
   /** Sidecar path override (tests run the bundle from the work tree). */
   sidecarPath?: string
+  /** How the bridge talks to sidecars, which must agree (heartbeat, frame size). */
+  connection?: SidecarConnectionSettings
   /** Labels Ferry adds to the Job and its pod (e.g. `ferry.dev/principal`), after the server's own. */
   labels?: Record<string, string>
 }
@@ -115,6 +131,7 @@ export const mergePatch = (base: unknown, patch: unknown): unknown => {
 
 const sidecarCommand = (input: SessionJobInput): string[] => {
   const { server, sessionName } = input
+  const connection = input.connection ?? DEFAULT_SIDECAR_CONNECTION
   return [
     server.nodePath,
     // V8 settings for a small, mostly idle relay (see the local runtime).
@@ -124,18 +141,15 @@ const sidecarCommand = (input: SessionJobInput): string[] => {
     sessionName,
     '--port',
     String(server.port),
-    '--idle-timeout',
-    String(server.idleTimeout),
-    '--stop-grace',
-    String(server.stopGrace),
-    '--max-line',
-    String(server.maxLineBytes),
-    '--log-max-events',
-    String(server.eventLog.maxEvents),
-    '--log-max-bytes',
-    String(server.eventLog.maxBytes),
-    '--log-max-age',
-    String(server.eventLog.maxAge),
+    ...sidecarSettingsArgs({
+      idleTimeoutMs: server.idleTimeout,
+      stopGraceMs: server.stopGrace,
+      maxLineBytes: server.maxLineBytes,
+      maxPayload: connection.maxPayload,
+      heartbeatMs: connection.heartbeatMs,
+      eventLog: { ...server.eventLog, maxAgeMs: server.eventLog.maxAge },
+      logLevel: connection.logLevel,
+    }),
     '--',
     ...server.command,
     ...server.args,
