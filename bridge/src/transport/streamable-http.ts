@@ -122,11 +122,6 @@ export class StreamableHTTPHandler {
     this.options = options
   }
 
-  /** Open SSE responses on this replica. */
-  get openStreams(): number {
-    return this.streams.size
-  }
-
   /**
    * Ends every open SSE response between two events with a `retry` hint, so clients
    * resume with `Last-Event-ID` on another replica. Their streams live on in the sidecars.

@@ -139,9 +139,6 @@ export class SidecarSession {
     return this.pending.size
   }
 
-  get connections(): number {
-    return this.peers.size
-  }
 
   addPeer(peer: BridgePeer): void {
     this.peers.add(peer)
