@@ -139,7 +139,6 @@ export class SidecarSession {
     return this.pending.size
   }
 
-
   addPeer(peer: BridgePeer): void {
     this.peers.add(peer)
   }
