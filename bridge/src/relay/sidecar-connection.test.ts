@@ -293,12 +293,14 @@ describe('SidecarConnection.dial against a real sidecar', () => {
   })
 
   it('survives longer than the watchdog while the sidecar pings', async () => {
-    const sidecar = await startSidecar({ heartbeat: '50ms' })
-    const connection = await dial({ ...dialOptions(sidecar), heartbeatMs: 50 })
+    // 200 ms rather than less: the sidecar drops a client whose pong misses one interval,
+    // which a loaded machine can cause at very short intervals.
+    const sidecar = await startSidecar({ heartbeat: '200ms' })
+    const connection = await dial({ ...dialOptions(sidecar), heartbeatMs: 200 })
     const onclose = vi.fn()
     connection.onclose = onclose
-    // The watchdog fires after 2 × 50 + 1000 ms of silence.
-    await new Promise((resolve) => setTimeout(resolve, 1500))
+    // Without pings the watchdog would fire after 2 × 200 + 1000 ms of silence.
+    await new Promise((resolve) => setTimeout(resolve, 2000))
     expect(onclose).not.toHaveBeenCalled()
     expect(connection.isOpen).toBe(true)
   })
