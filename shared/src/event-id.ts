@@ -11,19 +11,7 @@ import type { JSONRPCId } from './jsonrpc.ts'
 /** Stream key of the session's standalone GET stream. */
 export const STANDALONE_STREAM = '_'
 
-const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true })
-
-// Spreading a whole array into fromCharCode overflows the stack for long ids, so go in chunks.
-const CHUNK = 0x8000
-
-const toBase64Url = (bytes: Uint8Array) => {
-  let binary = ''
-  for (let i = 0; i < bytes.length; i += CHUNK) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + CHUNK))
-  }
-  return btoa(binary).replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '')
-}
 
 const fromBase64Url = (text: string): Uint8Array | undefined => {
   if (!/^[A-Za-z0-9_-]*$/.test(text)) return undefined
@@ -37,7 +25,9 @@ const fromBase64Url = (text: string): Uint8Array | undefined => {
 
 /** The stream key of the POST stream that carries request `id`. */
 export const requestStreamKey = (id: JSONRPCId): string =>
-  `r${toBase64Url(encoder.encode(JSON.stringify(id)))}`
+  // Computed for every request and response the sidecar relays: Buffer's native base64url is
+  // many times cheaper than btoa over a byte-by-byte binary string.
+  `r${Buffer.from(JSON.stringify(id), 'utf8').toString('base64url')}`
 
 /** The request id a POST stream key stands for, or undefined for other keys. */
 export const requestIdOfStream = (key: string): JSONRPCId | undefined => {

@@ -65,6 +65,24 @@ describe('EventLog', () => {
     expect(s.nextSeq).toBe(5)
   })
 
+  it('makes room for an event before it is appended, as the append would', () => {
+    const { log, evictions } = setup({ maxEvents: 3, maxBytes: 10 })
+    const s = log.open('s')
+    for (const p of ['12', '34', '56']) log.append(s, p, false)
+    log.makeRoom(2)
+    expect(seqs(s.events)).toEqual([2, 3])
+    expect(evictions).toEqual([1])
+    log.append(s, '78', false)
+    expect(evictions).toEqual([1])
+    // By count one must go; by bytes (6 held, 7 more) a second one too.
+    log.makeRoom(7)
+    expect(seqs(s.events)).toEqual([4])
+    expect(evictions).toEqual([1, 2])
+    log.append(s, 'abcdefg', false)
+    expect(log.byteSize).toBe(9)
+    expect(evictions).toEqual([1, 2])
+  })
+
   it('is bounded by age, on append and when evict() runs', () => {
     const { log, setNow } = setup({ maxAgeMs: 100 })
     const s = log.open('s')

@@ -141,12 +141,28 @@ export class EventLog<L extends StreamListener = StreamListener> {
 
   /** Drops events past the age limit; called on append and periodically. */
   evict(): void {
+    this.evictFor(0, 0)
+  }
+
+  /**
+   * Evicts what an append of `bytes` more would evict, before that append: the sidecar sends an
+   * event before logging it, and the frame reports the evictions its event causes. The append
+   * that follows then evicts nothing unless the event alone exceeds the limits.
+   */
+  makeRoom(bytes: number): void {
+    this.evictFor(1, bytes)
+  }
+
+  /** Drops the oldest events until `events` more events of `bytes` more bytes fit, and old ones. */
+  private evictFor(events: number, bytes: number): void {
     const { maxEvents, maxBytes, maxAgeMs } = this.limits
     const oldest = this.now() - maxAgeMs
     let count = 0
     while (this.head < this.fifo.length) {
       const event = this.fifo[this.head]!
-      if (this.size <= maxEvents && this.bytes <= maxBytes && event.at >= oldest) break
+      if (this.size + events <= maxEvents && this.bytes + bytes <= maxBytes && event.at >= oldest) {
+        break
+      }
       this.fifo[this.head++] = undefined as unknown as LoggedEvent
       this.bytes -= event.payload.length
       const stream = this.streams.get(event.stream)

@@ -451,8 +451,8 @@ export class SidecarSession {
         this.logger.warn({ id }, 'dropped a server response to no pending request')
         return
       }
-      this.endRequestSpan(stream.key, classified.message)
       this.emit(stream, line, true, { errorType: responseErrorType(classified.message) })
+      this.endRequestSpan(stream.key, classified.message)
       return
     }
     const message = classified.message
@@ -489,15 +489,22 @@ export class SidecarSession {
     return this.standalone
   }
 
+  /**
+   * Sends a server message to its stream's listener, then logs it: the frame goes out first, so
+   * the bridge is already answering while the log is kept. The event's sequence number is the
+   * stream's next one, which the append that follows assigns to it; the log makes room for it
+   * first, so the frame reports the evictions it causes, as when it was appended first.
+   */
   private emit(stream: Stream, payload: string, fin: boolean, extras?: EventExtras): void {
-    const event = this.log.append(stream, payload, fin)
     const listener = stream.listener
+    if (listener) {
+      this.log.makeRoom(payload.length)
+      this.sendEvent(listener.peer, listener.ch, stream, stream.nextSeq, payload, fin, extras)
+    }
+    this.log.append(stream, payload, fin)
     if (fin) {
       this.complete(stream)
       stream.listener = undefined
-    }
-    if (listener) {
-      this.sendEvent(listener.peer, listener.ch, stream, event.seq, payload, fin, extras)
     }
   }
 
