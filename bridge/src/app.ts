@@ -38,12 +38,13 @@ export const REQUEST_ID_HEADER = 'x-request-id'
 /** Incoming request ids kept as they are: short, and safe in a header and a log line. */
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:+=/-]{1,128}$/
 
-const SECURITY_HEADERS: Record<string, string> = {
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
-  'x-frame-options': 'DENY',
-  'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
-}
+/** Set on every response; as entries, so a request does not list an object's. */
+const SECURITY_HEADERS: ReadonlyArray<readonly [string, string]> = [
+  ['x-content-type-options', 'nosniff'],
+  ['referrer-policy', 'no-referrer'],
+  ['x-frame-options', 'DENY'],
+  ['content-security-policy', "default-src 'none'; frame-ancestors 'none'"],
+]
 
 const CORS_ALLOW_METHODS = 'GET, POST, DELETE'
 const CORS_ALLOW_HEADERS =
@@ -97,7 +98,7 @@ export const createApp = (options: AppOptions): Hono => {
       headers = c.res.headers
       headers.set(REQUEST_ID_HEADER, requestId)
     }
-    for (const [name, value] of Object.entries(SECURITY_HEADERS)) headers.set(name, value)
+    for (const [name, value] of SECURITY_HEADERS) headers.set(name, value)
     if (
       !headers.has('cache-control') &&
       headers.get('content-type')?.startsWith('application/json')

@@ -49,6 +49,11 @@ export class DialError extends Error {
   }
 }
 
+/** See `generateMask` in {@link SidecarConnection.dial}. */
+const zeroMask = (mask: Buffer) => {
+  mask.fill(0)
+}
+
 const GONE_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ECONNRESET', 'EPIPE'])
 
 export interface DialOptions {
@@ -100,6 +105,13 @@ export class SidecarConnection {
       const ws = new WebSocket(options.address, FRAME_PROTOCOL, {
         perMessageDeflate: false,
         maxPayload: options.maxPayload,
+        // The sidecar is authenticated and sends text it encoded itself; were a byte invalid,
+        // decoding the frame would turn it into U+FFFD, which the JSON header check still sees.
+        skipUTF8Validation: true,
+        // An all-zero mask lets ws skip masking and send the frame text as it is. Masking only
+        // keeps a browser's frames from poisoning intermediary caches; this is a server-to-server
+        // link between a bridge and the sidecar it authenticated, with no browser involved.
+        generateMask: zeroMask,
         handshakeTimeout: options.timeoutMs,
         headers: {
           [UpgradeHeader.session]: options.sessionName,

@@ -24,6 +24,12 @@ export interface ResolvedSession {
 export class SessionDirectory {
   private readonly keyring: Keyring
   private readonly codec: SessionTokenCodec
+  /**
+   * What each claims object resolved to. The codec hands out the same frozen claims for a
+   * token while it caches it, so a session's requests share one resolution instead of
+   * building it anew each time; entries go with the claims.
+   */
+  private readonly resolved = new WeakMap<SessionClaims, ResolvedSession>()
 
   constructor(options: SessionDirectoryOptions) {
     this.keyring = options.keyring
@@ -45,8 +51,10 @@ export class SessionDirectory {
   async resolve(sessionId: string): Promise<ResolvedSession | undefined> {
     const claims = await this.codec.open(sessionId)
     if (!claims) return undefined
+    const known = this.resolved.get(claims)
+    if (known) return known
     const keyId = this.codec.keyIdOf(sessionId)!
-    return {
+    const session: ResolvedSession = {
       claims,
       target: {
         sessionName: claims.sid,
@@ -56,5 +64,7 @@ export class SessionDirectory {
         secret: () => deriveSidecarSecret(this.keyring, keyId, claims.sid),
       },
     }
+    this.resolved.set(claims, session)
+    return session
   }
 }
