@@ -133,6 +133,7 @@ describe('parseCatalog defaults', () => {
           args: [],
           env: {},
           inheritEnv: true,
+          sidecar: 'shared',
           idleTimeout: 15 * 60_000,
           startTimeout: 30_000,
           maxLineBytes: 16 * MIB,

@@ -306,6 +306,14 @@ export const LocalServerSchema = z.strictObject({
   inheritEnv: z.boolean().default(true),
   /** Working directory of the server; relative paths resolve against the bridge's. Optional. */
   cwd: nonEmpty().optional(),
+  /**
+   * How the sessions' sidecars run. `shared` (default): one sidecar host process, started by
+   * the bridge, relays every session; each session still has its own server process, secret,
+   * event log and idle timeout, and a session costs one process instead of two. `dedicated`:
+   * one sidecar process per session, as in a Kubernetes pod; more memory and a slower start,
+   * but a sidecar crash takes down only its own session.
+   */
+  sidecar: z.enum(['shared', 'dedicated']).default('shared'),
   ...sessionFields,
 })
 

@@ -196,7 +196,7 @@ class Bridge {
     ws.on('close', () => (this.closed = true))
   }
 
-  static connect(sidecar: RunningBundle): Promise<Bridge> {
+  static connect(sidecar: Pick<RunningBundle, 'port' | 'secret'>): Promise<Bridge> {
     const ws = new WebSocket(`ws://127.0.0.1:${sidecar.port}/`, FRAME_PROTOCOL, {
       headers: { 'x-ferry-session': SESSION, authorization: `Bearer ${sidecar.secret}` },
     })
@@ -513,5 +513,59 @@ describe('the sidecar bundle', () => {
     const serverPid = logs.find((l) => l.msg === 'server started')?.pid
     expect(typeof serverPid).toBe('number')
     await expectGroupGone(serverPid as number)
+  })
+
+  it('host mode needs the IPC channel of the local runtime, and says so', async () => {
+    const child = spawn(process.execPath, [BUNDLE, 'host'], { stdio: ['ignore', 'ignore', 'pipe'] })
+    let stderr = ''
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve))
+    expect(code).toBe(2)
+    expect(stderr).toMatch(/IPC channel/)
+  })
+
+  it('host mode, driven over IPC, runs a session and exits when its bridge goes', async () => {
+    const child = spawn(process.execPath, [BUNDLE, 'host', '--log-level', 'silent'], {
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    })
+    const events: Array<Record<string, unknown>> = []
+    child.on('message', (event: Record<string, unknown>) => events.push(event))
+    const next = async (t: string) => {
+      const deadline = Date.now() + 10_000
+      while (!events.some((e) => e.t === t) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+      return events.find((e) => e.t === t)
+    }
+    const { port } = (await next('listening')) as { port: number }
+    const secret = randomBytes(16).toString('hex')
+    child.send({
+      t: 'start',
+      id: 1,
+      spec: {
+        sessionName: SESSION,
+        verifier: createHash('sha256').update(secret).digest('base64url'),
+        command: process.execPath,
+        args: [FIXTURE],
+        env: { PATH: process.env.PATH },
+        settings: {
+          idleTimeoutMs: 60_000,
+          stopGraceMs: 1000,
+          maxLineBytes: 1 << 20,
+          maxPayload: 1 << 20,
+          heartbeatMs: 60_000,
+          eventLog: { maxEvents: 100, maxBytes: 1 << 20, maxAgeMs: 60_000 },
+          logLevel: 'silent',
+        },
+      },
+    })
+    expect(await next('started')).toEqual({ t: 'started', id: 1 })
+    const bridge = await Bridge.connect({ port, sessionName: SESSION, secret } as never)
+    expect(await initialize(bridge)).toMatchObject({ id: 1, result: { serverInfo: {} } })
+    // The bridge goes: the host serves on until its session ends, then exits.
+    child.disconnect()
+    bridge.send({ t: 'bye', ch: 9 })
+    const exit = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+    expect(exit).toBe(0)
   })
 })

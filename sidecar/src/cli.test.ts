@@ -6,6 +6,7 @@ import {
   SESSION_ENV,
   UsageError,
   VERIFIER_ENV,
+  parseHostArgs,
   parseSidecarArgs,
   sidecarSettingsArgs,
 } from './cli.ts'
@@ -197,5 +198,28 @@ describe('sidecarSettingsArgs', () => {
       { [VERIFIER_ENV]: 'v' }
     )
     expect(options).toMatchObject(settings)
+  })
+})
+
+describe('parseHostArgs', () => {
+  it('listens on 127.0.0.1 and any free port by default', () => {
+    expect(parseHostArgs([])).toEqual({ host: '127.0.0.1', port: 0, logLevel: 'info' })
+    expect(parseHostArgs(['--port', '9000', '--log-level', 'warn'])).toEqual({
+      host: '127.0.0.1',
+      port: 9000,
+      logLevel: 'warn',
+    })
+  })
+
+  it.each([
+    [['--port', '65536'], '--port'],
+    [['--log-level', 'loud'], '--log-level'],
+  ])('refuses %j', (flags, name) => {
+    expect(() => parseHostArgs(flags)).toThrow(UsageError)
+    expect(() => parseHostArgs(flags)).toThrow(name)
+  })
+
+  it('takes no server command: sessions come over the IPC channel', () => {
+    expect(() => parseHostArgs(['--', 'cmd'])).toThrow()
   })
 })

@@ -1,8 +1,9 @@
 /**
  * @module
  * `ferry-sidecar [options] -- <command> [args…]`: the entry point of the bundled
- * sidecar (`dist/sidecar.mjs`), started by the local runtime as a child process
- * and by the Kubernetes runtime as the session pod's command.
+ * sidecar (`dist/sidecar.mjs`), started by the Kubernetes runtime as the session pod's
+ * command and by the local runtime for a dedicated sidecar. `ferry-sidecar host` runs the
+ * local runtime's shared sidecar host instead (see `host.ts`).
  *
  * The verifier of the per-session secret comes from `FERRY_SIDECAR_VERIFIER` or
  * `--verifier-file` and is removed from the environment the MCP server gets.
@@ -10,6 +11,7 @@
 import { readFileSync, writeSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { type LogLevel, createLogger, parseDuration, parseSize } from '@ferry/shared'
+import { type HostRequest, runSidecarHost } from './host.ts'
 import { runSidecar, type SidecarOptions } from './sidecar.ts'
 import { loadSessionTracer } from './telemetry/session-tracer.ts'
 
@@ -17,6 +19,7 @@ export const VERIFIER_ENV = 'FERRY_SIDECAR_VERIFIER'
 export const SESSION_ENV = 'FERRY_SESSION'
 
 const USAGE = `Usage: ferry-sidecar [options] -- <command> [args...]
+       ferry-sidecar host [--host <addr>] [--port <n>] [--log-level <level>]
 
 Starts <command> as a stdio MCP server and serves it to Ferry bridges over WebSocket.
 
@@ -38,6 +41,9 @@ Options:
   --cwd <dir>             working directory of the server
   --log-level <level>     fatal|error|warn|info|debug|trace|silent (default: info)
   -h, --help              show this help
+
+\`host\` runs many sessions in one process for the local runtime, which starts it with a Node
+IPC channel and asks it for sessions over that channel (--port defaults to 0 there).
 
 Tracing: with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT set (and not
 OTEL_SDK_DISABLED=true), spans are exported over OTLP/HTTP as service "ferry-sidecar"; the other
@@ -158,12 +164,8 @@ export function parseSidecarArgs(
       throw new UsageError(`--${name}: ${(error as Error).message}`)
     }
   }
-  const port = integer('port', values.port, 8080)
-  if (port > 65535) throw new UsageError(`--port: not a port number: ${values.port}`)
-  const logLevel = values['log-level'] ?? 'info'
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    throw new UsageError(`--log-level: one of ${LOG_LEVELS.join('|')}: ${logLevel}`)
-  }
+  const port = portOption(values.port, 8080)
+  const logLevel = logLevelOption(values['log-level'])
   const serverEnv = { ...env }
   delete serverEnv[VERIFIER_ENV]
   return {
@@ -187,7 +189,49 @@ export function parseSidecarArgs(
     },
     readyFd:
       values['ready-fd'] === undefined ? undefined : integer('ready-fd', values['ready-fd'], 3),
-    logLevel: logLevel as LogLevel,
+    logLevel,
+  }
+}
+
+const portOption = (text: string | undefined, fallback: number): number => {
+  if (text === undefined) return fallback
+  const port = Number(text)
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`--port: not a port number: ${text}`)
+  return port
+}
+
+const logLevelOption = (text: string | undefined): LogLevel => {
+  const logLevel = text ?? 'info'
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new UsageError(`--log-level: one of ${LOG_LEVELS.join('|')}: ${logLevel}`)
+  }
+  return logLevel as LogLevel
+}
+
+export interface SidecarHostArgs {
+  host: string
+  port: number
+  logLevel: LogLevel
+}
+
+/** Parses the command line of `ferry-sidecar host`. */
+export function parseHostArgs(argv: string[]): SidecarHostArgs {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  })
+  if (values.help) throw new UsageError(USAGE)
+  return {
+    host: values.host ?? '127.0.0.1',
+    port: portOption(values.port, 0),
+    logLevel: logLevelOption(values['log-level']),
   }
 }
 
@@ -203,28 +247,73 @@ const writeFatal = (fields: Record<string, unknown>, msg: string) => {
   writeSync(2, `${JSON.stringify(line)}\n`)
 }
 
-export async function main(argv: string[]): Promise<void> {
-  let options: SidecarOptions
+/** Parses with `parse`, or exits: 0 after printing the help, 2 on a usage error. */
+const parseOrExit = <T>(parse: () => T): T => {
   try {
-    options = parseSidecarArgs(argv, process.env)
+    return parse()
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)
     process.stderr.write(message.endsWith('\n') ? message : `${message}\n`)
     process.exit(error instanceof UsageError && message === USAGE ? 0 : 2)
   }
-  // A sidecar in an unknown state must not linger: say why and exit, which also kills
-  // the server's process group (see runSidecar).
+}
+
+/**
+ * A sidecar in an unknown state must not linger: say why and exit, which also kills every
+ * server process group it runs (see runSidecar).
+ */
+const exitOnUncaughtException = (fields: Record<string, unknown>) =>
   process.on('uncaughtException', (error) => {
     const err = error instanceof Error ? error : new Error(String(error))
     writeFatal(
-      {
-        session: options.sessionName,
-        err: { type: err.name, message: err.message, stack: err.stack },
-      },
+      { ...fields, err: { type: err.name, message: err.message, stack: err.stack } },
       'uncaught exception'
     )
     process.exit(1)
   })
+
+/** Lets pino's asynchronous destination flush, then leaves even if a stray handle lingers. */
+const exitSoon = () => setTimeout(() => process.exit(), 100).unref()
+
+async function hostMain(argv: string[]): Promise<void> {
+  const args = parseOrExit(() => parseHostArgs(argv))
+  const send = process.send?.bind(process)
+  if (!send) {
+    process.stderr.write(
+      'ferry-sidecar host: start it with a Node IPC channel (the local runtime does)\n'
+    )
+    process.exit(2)
+  }
+  exitOnUncaughtException({ host: true })
+  const logger = createLogger({ name: 'sidecar', level: args.logLevel })
+  let host
+  try {
+    host = await runSidecarHost({
+      host: args.host,
+      port: args.port,
+      logger,
+      send: (event) => {
+        if (process.connected) send(event)
+      },
+    })
+  } catch (error) {
+    writeFatal({ host: true }, (error as Error).message)
+    process.exit(1)
+  }
+  process.on('message', (request) => host.handle(request as HostRequest))
+  process.on('disconnect', () => host.release())
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => host.stop())
+  send({ t: 'listening', port: host.port })
+  logger.info({ host: args.host, port: host.port }, 'sidecar host listening')
+  await host.done
+  if (process.connected) process.disconnect()
+  exitSoon()
+}
+
+export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'host') return hostMain(argv.slice(1))
+  const options = parseOrExit(() => parseSidecarArgs(argv, process.env))
+  exitOnUncaughtException({ session: options.sessionName })
   let sidecar
   try {
     const logger = createLogger({ name: 'sidecar', level: options.logLevel }).child({
@@ -252,7 +341,5 @@ export async function main(argv: string[]): Promise<void> {
     process.on(signal, () => sidecar.stop('shutdown'))
   }
   process.exitCode = await sidecar.done
-  // Give pino's asynchronous destination a moment to flush, then leave even if a
-  // stray handle would keep the loop alive.
-  setTimeout(() => process.exit(), 100).unref()
+  exitSoon()
 }

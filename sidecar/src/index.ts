@@ -9,7 +9,17 @@ import { fileURLToPath } from 'node:url'
 
 export { type SidecarOptions, type RunningSidecar, runSidecar } from './sidecar.ts'
 export {
+  type HostEvent,
+  type HostRequest,
+  type HostedSessionSpec,
+  type RunningSidecarHost,
+  type SidecarHostOptions,
+  runSidecarHost,
+} from './host.ts'
+export {
+  type SidecarHostArgs,
   type SidecarSettings,
+  parseHostArgs,
   parseSidecarArgs,
   sidecarSettingsArgs,
   SESSION_ENV,

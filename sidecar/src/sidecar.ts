@@ -11,6 +11,7 @@ import { type LogLevel, type Logger, createLogger } from '@ferry/shared'
 import { EventLog, type EventLogLimits } from './session/event-log.ts'
 import { SidecarSession, type BridgePeer, type SessionEnd } from './session/sidecar-session.ts'
 import { SidecarServer } from './ws/sidecar-server.ts'
+import type { SidecarListener } from './ws/sidecar-listener.ts'
 import { StdioServerProcess, type ServerExit } from './stdio/server-process.ts'
 import type { SessionTracer } from './telemetry/session-tracer.ts'
 
@@ -25,6 +26,8 @@ export interface SidecarOptions {
   verifier: string
   host: string
   port: number
+  /** A listener shared with other sessions (the sidecar host); `host` and `port` are then unused. */
+  listener?: SidecarListener
   idleTimeoutMs: number
   stopGraceMs: number
   maxLineBytes: number
@@ -55,6 +58,24 @@ const endDetail: Record<SessionEnd['reason'], string> = {
   server_exit: 'The MCP server exited',
 }
 
+/**
+ * Server processes still running in this process. They run detached in their own process
+ * groups, so a sidecar that dies without stopping them (an uncaught exception,
+ * `process.exit`) would leave them running: the exit event is the last, synchronous, chance
+ * to take their groups down. One hook serves every session a sidecar host runs.
+ */
+const liveServers = new Set<StdioServerProcess>()
+const killLiveServers = () => {
+  for (const server of liveServers) {
+    if (server.pid === undefined || server.exited) continue
+    try {
+      process.kill(-server.pid, 'SIGKILL')
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
 /** A running sidecar; `done` resolves with the exit code the process should use. */
 export interface RunningSidecar {
   port: number
@@ -82,6 +103,7 @@ export async function runSidecar(options: SidecarOptions): Promise<RunningSideca
     verifier: options.verifier,
     host: options.host,
     port: options.port,
+    listener: options.listener,
     maxPayload: options.maxPayload,
     heartbeatMs: options.heartbeatMs,
     highWaterMark: HIGH_WATER_MARK,
@@ -144,19 +166,13 @@ export async function runSidecar(options: SidecarOptions): Promise<RunningSideca
   session.onend = (end) => stop(end.reason)
 
   await server.start()
-  // The server runs detached in its own process group, so a sidecar that dies without
-  // stopping it (an uncaught exception, process.exit) would leave it running: the exit
-  // event is the last, synchronous, chance to take the group down.
-  const killServerGroup = () => {
-    if (server.pid === undefined || server.exited) return
-    try {
-      process.kill(-server.pid, 'SIGKILL')
-    } catch {
-      // Already gone.
-    }
+  if (liveServers.size === 0) process.on('exit', killLiveServers)
+  liveServers.add(server)
+  const forget = () => {
+    liveServers.delete(server)
+    if (liveServers.size === 0) process.off('exit', killLiveServers)
   }
-  process.on('exit', killServerGroup)
-  void done.then(() => process.off('exit', killServerGroup))
+  void done.then(forget)
 
   let port: number
   try {
@@ -169,7 +185,7 @@ export async function runSidecar(options: SidecarOptions): Promise<RunningSideca
   } catch (error) {
     finishing = true
     await server.stop('the sidecar cannot listen')
-    process.off('exit', killServerGroup)
+    forget()
     throw error
   }
   const tick = Math.max(50, Math.min(1000, Math.floor(options.idleTimeoutMs / 4)))

@@ -10,7 +10,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js'
-import { startBridge, type TestBridge } from '../helpers/bridge.ts'
+import { standardServers, startBridge, type TestBridge } from '../helpers/bridge.ts'
 import {
   type JsonRpcMessage,
   type RawSession,
@@ -33,7 +33,12 @@ const clients = new SdkClients()
 const leftovers: number[] = []
 
 beforeAll(async () => {
-  bridge = await startBridge()
+  // `fixture` with dedicated sidecars, so a test can kill one session's sidecar; `shared`
+  // behind the shared sidecar host, whose death ends every session on it.
+  const { fixture } = standardServers()
+  bridge = await startBridge({
+    servers: { fixture: { ...fixture, sidecar: 'dedicated' }, shared: fixture! },
+  })
 })
 afterEach(async () => {
   await clients.closeAll()
@@ -257,5 +262,41 @@ describe('the sidecar is killed mid-request', () => {
     expect(final.error?.message).toBeTypeOf('string')
     await expectSessionGone(session.url, session.sessionId)
     expect(await leftBehind([sidecar, ...servers])).toEqual([])
+  })
+})
+
+describe('the shared sidecar host is killed mid-request', () => {
+  it('fails the pending requests of every session on it, then answers 404 to each', async () => {
+    const url = bridge.url('shared')
+    const before = new Set(bridge.sidecars().keys())
+    const sessions = [await clients.connect(url), await clients.connect(url)]
+    const hosts = new Set(
+      [...bridge.sidecars()].filter(([name]) => !before.has(name)).map(([, child]) => child.pid!)
+    )
+    // Both sessions run on the one host, each with a server of its own.
+    expect(hosts.size).toBe(1)
+    const host = [...hosts][0]!
+    const servers = descendantsOf(host)
+    expect(servers.length).toBeGreaterThanOrEqual(2)
+    leftovers.push(host, ...servers)
+    const options = { timeout: SDK_TIMEOUT_MS }
+    const sleeps = sessions.map(({ client }) =>
+      client.callTool({ name: 'ferry_sleep', arguments: { ms: FOREVER_MS } }, undefined, options)
+    )
+    for (const { client } of sessions) {
+      expect(textOf(await client.callTool({ name: 'ferry_echo', arguments: { text: 'x' } }))).toBe(
+        'x'
+      )
+    }
+    process.kill(host, 'SIGKILL')
+    await expectAllFailed(sleeps, /sidecar|session|lost|connection/i)
+    for (const { transport } of sessions) await expectSessionGone(url, transport.sessionId!)
+    // The servers notice their stdin closing and exit too.
+    expect(await leftBehind([host, ...servers])).toEqual([])
+    // The next session gets a new host.
+    const next = await clients.connect(url)
+    expect(
+      textOf(await next.client.callTool({ name: 'ferry_echo', arguments: { text: 'y' } }))
+    ).toBe('y')
   })
 })

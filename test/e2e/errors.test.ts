@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Keyring } from '@ferry/bridge'
-import { descendantsOf, isAlive, leftBehind } from '../helpers/processes.ts'
+import { descendantsOf, isAlive, leftBehind, processesWith } from '../helpers/processes.ts'
 import { startBridge, type TestBridge } from '../helpers/bridge.ts'
 import {
   PROTOCOL_VERSION,
@@ -26,22 +26,33 @@ const SUPPORTED = ['2025-11-25', '2025-06-18', '2025-03-26']
 let bridge: TestBridge
 let session: RawSession
 
+const LATE = {
+  runtime: 'local',
+  command: process.execPath,
+  args: ['-e', 'setTimeout(() => process.exit(3), 300); process.stdin.resume()'],
+}
+const SILENT = {
+  runtime: 'local',
+  command: process.execPath,
+  args: ['-e', 'setInterval(() => {}, 1000)'],
+  startTimeout: '500ms',
+}
+const MARKER = `ferry-errors-${process.pid}`
+
 beforeAll(async () => {
   bridge = await startBridge({
     bridge: { bodyLimit: '1kb' },
     servers: {
       missing: { runtime: 'local', command: '/nonexistent/ferry-no-such-command' },
       early: { runtime: 'local', command: process.execPath, args: ['-e', 'process.exit(3)'] },
-      late: {
-        runtime: 'local',
-        command: process.execPath,
-        args: ['-e', 'setTimeout(() => process.exit(3), 300); process.stdin.resume()'],
-      },
-      silent: {
-        runtime: 'local',
-        command: process.execPath,
-        args: ['-e', 'setInterval(() => {}, 1000)'],
-        startTimeout: '500ms',
+      // Dedicated sidecars, so each failed start has a sidecar process of its own to watch.
+      late: { ...LATE, sidecar: 'dedicated' },
+      silent: { ...SILENT, sidecar: 'dedicated' },
+      // The same behind the shared sidecar host, tagged to find their server processes.
+      'late-shared': { ...LATE, args: [...LATE.args.slice(0, 2), `${LATE.args[2]}//${MARKER}`] },
+      'silent-shared': {
+        ...SILENT,
+        args: [...SILENT.args.slice(0, 2), `${SILENT.args[2]}//${MARKER}`],
       },
     },
   })
@@ -382,6 +393,30 @@ describe('workload failed to start', () => {
     expect(await leftBehind(pids, 10_000)).toEqual([])
     expect(pids.some(isAlive)).toBe(false)
   })
+
+  it.each(['late-shared', 'silent-shared'])(
+    'behind the shared sidecar host, %s leaves no server process behind',
+    async (server) => {
+      const seen = new Set<number>()
+      const watch = setInterval(() => {
+        for (const pid of processesWith(MARKER)) seen.add(pid)
+      }, 10)
+      try {
+        const response = await post(
+          bridge.url(server),
+          initializeRequest(PROTOCOL_VERSION, 5),
+          postHeaders()
+        )
+        expect(response.headers.get('mcp-session-id')).toBeNull()
+        const body = (await response.json()) as JsonRpcMessage
+        expect(body.error?.message).toMatch(server === 'late-shared' ? /exit.*3/i : /500 ?ms|time/i)
+      } finally {
+        clearInterval(watch)
+      }
+      expect(seen.size).toBeGreaterThanOrEqual(1)
+      expect(await leftBehind([...seen], 10_000)).toEqual([])
+    }
+  )
 
   it('keeps serving other sessions after failed starts', async () => {
     expect((await session.request('ping')).result).toEqual({})

@@ -39,6 +39,12 @@ export const commandLine = (pid: number): string => {
   }
 }
 
+/** Live processes whose command line contains `marker`. */
+export const processesWith = (marker: string): number[] =>
+  allPids().filter(
+    (pid) => pid !== process.pid && commandLine(pid).includes(marker) && isAlive(pid)
+  )
+
 /** Direct children of `pid`. */
 export const childrenOf = (pid: number): number[] =>
   allPids().filter((candidate) => statOf(candidate)?.ppid === pid)

@@ -339,17 +339,12 @@ export const markedProcesses = (marker: string): number[] => {
   return found
 }
 
-/** Sidecar processes (`sidecar.mjs --session <name>`) among `pids`, by session name. */
-export const sidecarSessions = (pids: number[]): Map<string, number> => {
-  const sessions = new Map<string, number>()
-  for (const pid of pids) {
+/** Conformance fixture server processes among `pids` (one per session on `fixture`). */
+export const fixtureServers = (pids: number[]): number[] =>
+  pids.filter((pid) => {
     const words = commandLine(pid).split(' ')
-    const at = words.indexOf('--session')
-    if (words.some((word) => word.endsWith('sidecar.mjs')) && at !== -1 && words[at + 1])
-      sessions.set(words[at + 1]!, pid)
-  }
-  return sessions
-}
+    return words.includes(fixturePath) && !words.some((word) => word.endsWith('sidecar.mjs'))
+  })
 
 // ---------------------------------------------------------------------------------------------
 // Replicas

@@ -13,7 +13,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
 import { nextValue, post, postHeaders, textOf } from '../helpers/mcp.ts'
-import { type ReplicaSet, sidecarSessions, startReplicaSet } from '../helpers/replicas.ts'
+import { type ReplicaSet, fixtureServers, startReplicaSet } from '../helpers/replicas.ts'
 
 let set: ReplicaSet
 const clients: Client[] = []
@@ -135,7 +135,7 @@ describe('one session across three replicas behind a round-robin proxy', () => {
       'x'
     )
     const protocolVersion = transport.protocolVersion!
-    const sidecarsBefore = sidecarSessions(set.processes()).size
+    const serversBefore = fixtureServers(set.processes()).length
     const before = set.proxy.log.length
     await transport.terminateSession()
     const deletion = set.proxy.log
@@ -165,10 +165,10 @@ describe('one session across three replicas behind a round-robin proxy', () => {
       expect(response.status).toBe(404)
       await response.body?.cancel()
     }
-    // The session's sidecar (and its server) went away.
+    // The session's server went away.
     await waitFor(
-      'the sidecar to exit',
-      () => sidecarSessions(set.processes()).size === sidecarsBefore - 1
+      'the server to exit',
+      () => fixtureServers(set.processes()).length === serversBefore - 1
     )
   })
 })

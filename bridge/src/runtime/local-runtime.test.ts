@@ -1,8 +1,10 @@
 /**
  * @module
  * Tests for the local runtime: real sidecars from the bundle, running the
- * conformance fixture, as child processes on 127.0.0.1.
+ * conformance fixture, as child processes on 127.0.0.1, in both sidecar modes
+ * (a shared sidecar host, and a dedicated sidecar per session).
  */
+import type { ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { readFileSync, readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
@@ -46,6 +48,18 @@ const spec = (server: Record<string, unknown> = {}): WorkloadSpec => ({
   server: serverConfig(server),
   secret: randomUUID(),
 })
+
+/** The process relaying `sessionName` (its sidecar, or the host): the runtime's own table. */
+const relayOf = (runtime: LocalRuntime, sessionName: string) =>
+  (runtime as unknown as { children: Map<string, ChildProcess> }).children.get(sessionName)
+
+const isAlive = (pid: number) => {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  } catch {
+    return false
+  }
+}
 
 /** Pids of live processes whose command line mentions `text` (Linux /proc). */
 const processesWith = (text: string): number[] => {
@@ -106,11 +120,17 @@ const startError = async (promise: Promise<unknown>): Promise<WorkloadStartError
   return error as WorkloadStartError
 }
 
-describe('LocalRuntime', () => {
+describe.each(['shared', 'dedicated'] as const)('LocalRuntime, %s sidecar', (mode) => {
+  /** A server spec in this mode, tagged so its processes can be found. */
+  const tagged = (server: Record<string, unknown> = {}) => {
+    const tag = `ferry-tag-${randomUUID()}`
+    return { tag, workload: spec({ args: [FIXTURE, tag], ...server, sidecar: mode }) }
+  }
+
   it('starts a sidecar on 127.0.0.1 that serves the session with its secret', async () => {
     const runtime = newRuntime()
     expect(runtime.kind).toBe('local')
-    const workload = spec()
+    const { workload } = tagged()
     const started = await runtime.start(workload, new AbortController().signal)
     expect(started.address).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/)
     expect(runtime.activeSessions()).toBe(1)
@@ -143,7 +163,7 @@ describe('LocalRuntime', () => {
 
   it("passes the server's env, and never the sidecar secret, to the MCP server", async () => {
     const runtime = newRuntime()
-    const workload = spec({ env: { FERRY_TEST_MARKER: 'yes' }, inheritEnv: false })
+    const { workload } = tagged({ env: { FERRY_TEST_MARKER: 'yes' }, inheritEnv: false })
     const started = await runtime.start(workload, new AbortController().signal)
     const connection = await dial(started.address, workload.sessionName, workload.secret)
     await request(connection, {
@@ -177,24 +197,29 @@ describe('LocalRuntime', () => {
   it('counts each started session in activeSessions()', async () => {
     const runtime = newRuntime()
     const signal = new AbortController().signal
-    const [a, b] = await Promise.all([runtime.start(spec(), signal), runtime.start(spec(), signal)])
-    expect(a.address).not.toBe(b.address)
+    const [a, b] = await Promise.all([
+      runtime.start(tagged().workload, signal),
+      runtime.start(tagged().workload, signal),
+    ])
+    // One host serves both on one port; dedicated sidecars listen on a port each.
+    if (mode === 'shared') expect(a.address).toBe(b.address)
+    else expect(a.address).not.toBe(b.address)
     expect(runtime.activeSessions()).toBe(2)
   })
 
   it("a server command that cannot start is a 'spawn' failure naming the reason", async () => {
     const runtime = newRuntime()
-    const workload = spec({ command: '/nonexistent/ferry-test-server', args: [] })
+    const { tag, workload } = tagged({ command: '/nonexistent/ferry-test-server' })
     const error = await startError(runtime.start(workload, new AbortController().signal))
     expect(error.failure).toBe('spawn')
     expect(error.message).toMatch(/could not start: .*\/nonexistent\/ferry-test-server.*ENOENT/)
     expect(runtime.activeSessions()).toBe(0)
-    expect(processesWith(workload.sessionName)).toEqual([])
+    expect(processesWith(tag)).toEqual([])
   })
 
   it("a node binary that does not exist is a 'spawn' failure", async () => {
     const runtime = newRuntime({ nodePath: '/nonexistent/node' })
-    const error = await startError(runtime.start(spec(), new AbortController().signal))
+    const error = await startError(runtime.start(tagged().workload, new AbortController().signal))
     expect(error.failure).toBe('spawn')
     expect(error.message).toContain('ENOENT')
     expect(runtime.activeSessions()).toBe(0)
@@ -202,54 +227,62 @@ describe('LocalRuntime', () => {
 
   it("a missing sidecar bundle is 'exited'", async () => {
     const runtime = newRuntime({ sidecarPath: '/nonexistent/sidecar.mjs' })
-    const error = await startError(runtime.start(spec(), new AbortController().signal))
+    const error = await startError(runtime.start(tagged().workload, new AbortController().signal))
     expect(error.failure).toBe('exited')
   })
 
   it('an abort during start rejects and kills the sidecar', async () => {
     const runtime = newRuntime()
-    const workload = spec()
+    const { tag, workload } = tagged()
     const controller = new AbortController()
     const starting = runtime.start(workload, controller.signal)
-    // Abort once the child exists, so the abort has something to kill.
-    await until(() => processesWith(workload.sessionName).length > 0)
+    // Abort once the dedicated sidecar exists, so the abort has something to kill; a shared
+    // host takes tens of milliseconds to boot before it is asked for the session, so an abort
+    // on the next turn lands while it boots.
+    if (mode === 'dedicated') await until(() => processesWith(tag).length > 0)
+    else await new Promise((resolve) => setImmediate(resolve))
     controller.abort()
     const error = await startError(starting)
     expect(error.failure).toBe('timeout')
     expect(error.message).toBe('the session start was aborted')
-    await until(() => processesWith(workload.sessionName).length === 0)
+    // Nothing of it outlives the answer.
+    expect(processesWith(tag)).toEqual([])
     expect(runtime.activeSessions()).toBe(0)
   })
 
   it('an abort with a WorkloadStartError reason rejects with that reason', async () => {
     const runtime = newRuntime()
-    const workload = spec()
+    const { tag, workload } = tagged()
     const controller = new AbortController()
     const starting = runtime.start(workload, controller.signal)
     const reason = new WorkloadStartError('timeout', 'the session did not become ready within 1 ms')
     controller.abort(reason)
     expect(await startError(starting)).toBe(reason)
-    await until(() => processesWith(workload.sessionName).length === 0)
+    await until(() => processesWith(tag).length === 0)
   })
 
   it('an already aborted signal rejects without leaving a process behind', async () => {
     const runtime = newRuntime()
-    const workload = spec()
+    const { tag, workload } = tagged()
     const error = await startError(runtime.start(workload, AbortSignal.abort()))
     expect(error.failure).toBe('timeout')
-    await until(() => processesWith(workload.sessionName).length === 0)
+    await until(() => processesWith(tag).length === 0)
   })
 
   it('stopAll() stops every session it started, server processes included', async () => {
     const runtime = newRuntime()
     const signal = new AbortController().signal
-    const tag = `ferry-tag-${randomUUID()}`
-    const workloads = [spec({ args: [FIXTURE, tag] }), spec({ args: [FIXTURE, tag] })]
+    const { tag, workload } = tagged()
+    const workloads = [workload, { ...workload, sessionName: newSessionName() }]
     const started = await Promise.all(workloads.map((w) => runtime.start(w, signal)))
-    expect(processesWith(tag)).toHaveLength(4) // two sidecars, two servers
+    const relays = workloads.map((w) => relayOf(runtime, w.sessionName)!.pid!)
+    // Two servers, and two dedicated sidecars (whose command lines name the server's).
+    expect(processesWith(tag)).toHaveLength(mode === 'shared' ? 2 : 4)
     await runtime.stopAll()
     expect(runtime.activeSessions()).toBe(0)
-    await until(() => processesWith(tag).length === 0)
+    expect(processesWith(tag)).toEqual([])
+    // The host too.
+    expect(relays.filter(isAlive)).toEqual([])
     for (const [i, workload] of started.entries()) {
       const error = await SidecarConnection.dial({
         address: workload.address,
@@ -267,7 +300,7 @@ describe('LocalRuntime', () => {
 
   it('stop() waits for a session that ended through its sidecar, and is idempotent', async () => {
     const runtime = newRuntime()
-    const workload = spec()
+    const { tag, workload } = tagged()
     const started = await runtime.start(workload, new AbortController().signal)
     const connection = await dial(started.address, workload.sessionName, workload.secret)
     connection.open({ t: 'bye' }, undefined, {
@@ -278,15 +311,16 @@ describe('LocalRuntime', () => {
     })
     await runtime.stop({ sessionName: workload.sessionName })
     expect(runtime.activeSessions()).toBe(0)
-    expect(processesWith(workload.sessionName)).toEqual([])
+    expect(processesWith(tag)).toEqual([])
     await runtime.stop({ sessionName: workload.sessionName })
     await runtime.stop({ sessionName: 'ferry-unknown' })
   })
 
   it('close() forgets its sessions but leaves them running', async () => {
     const runtime = newRuntime()
-    const workload = spec()
+    const { tag, workload } = tagged()
     const started = await runtime.start(workload, new AbortController().signal)
+    const relay = relayOf(runtime, workload.sessionName)!.pid!
     await runtime.close()
     expect(runtime.activeSessions()).toBe(0)
     const connection = await dial(started.address, workload.sessionName, workload.secret)
@@ -298,6 +332,121 @@ describe('LocalRuntime', () => {
       onerror: () => undefined,
       onlost: () => undefined,
     })
-    await until(() => processesWith(workload.sessionName).length === 0)
+    await until(() => processesWith(tag).length === 0)
+    // With its last session over and no bridge to ask for more, the host exits too.
+    await until(() => !isAlive(relay))
+  })
+})
+
+describe('LocalRuntime, shared sidecar host', () => {
+  const initialize = {
+    jsonrpc: '2.0',
+    id: 1,
+    method: 'initialize',
+    params: {
+      protocolVersion: '2025-11-25',
+      capabilities: {},
+      clientInfo: { name: 't', version: '1' },
+    },
+  }
+  const refusal = (address: string, sessionName: string, secret: string) =>
+    SidecarConnection.dial({
+      address,
+      sessionName,
+      secret,
+      timeoutMs: 2000,
+      maxPayload: 1024,
+      heartbeatMs: 15_000,
+    }).then(
+      () => undefined,
+      (e: unknown) => e as DialError
+    )
+
+  it("keeps sessions on one host apart: a session's secret opens no other session", async () => {
+    const runtime = newRuntime()
+    const signal = new AbortController().signal
+    const a = spec()
+    const b = spec()
+    const [startedA, startedB] = await Promise.all([
+      runtime.start(a, signal),
+      runtime.start(b, signal),
+    ])
+    expect(startedA.address).toBe(startedB.address)
+    // B's name with A's secret, and a name the host does not serve.
+    const wrongSecret = await refusal(startedB.address, b.sessionName, a.secret)
+    expect(wrongSecret?.message).toContain('HTTP 401')
+    const unknown = await refusal(startedA.address, newSessionName(), a.secret)
+    expect(unknown?.message).toContain('HTTP 404')
+    expect(unknown?.gone).toBe(true)
+    // Each session reaches its own server.
+    for (const workload of [a, b]) {
+      const connection = await dial(startedA.address, workload.sessionName, workload.secret)
+      expect((await request(connection, initialize)).result).toMatchObject({
+        serverInfo: { name: 'ferry-conformance-fixture' },
+      })
+    }
+  })
+
+  it('a session that ends leaves the others running on the host', async () => {
+    const runtime = newRuntime()
+    const signal = new AbortController().signal
+    const a = spec()
+    const b = spec()
+    const started = await runtime.start(a, signal)
+    await runtime.start(b, signal)
+    const connection = await dial(started.address, a.sessionName, a.secret)
+    connection.open({ t: 'bye' }, undefined, {
+      onevent: () => undefined,
+      onend: () => undefined,
+      onerror: () => undefined,
+      onlost: () => undefined,
+    })
+    await runtime.stop({ sessionName: a.sessionName })
+    expect(runtime.isRunning(a.sessionName)).toBe(false)
+    expect(runtime.isRunning(b.sessionName)).toBe(true)
+    expect((await refusal(started.address, a.sessionName, a.secret))?.gone).toBe(true)
+    const other = await dial(started.address, b.sessionName, b.secret)
+    expect((await request(other, initialize)).result).toBeDefined()
+  })
+
+  it('when the host dies its sessions are over, and the next session gets a new host', async () => {
+    const runtime = newRuntime()
+    const signal = new AbortController().signal
+    const { sessionName } = spec()
+    const first = spec()
+    const started = await runtime.start(first, signal)
+    const host = relayOf(runtime, first.sessionName)!
+    host.kill('SIGKILL')
+    await until(() => runtime.activeSessions() === 0)
+    expect((await refusal(started.address, first.sessionName, first.secret))?.gone).toBe(true)
+    const next = { ...spec(), sessionName }
+    const restarted = await runtime.start(next, signal)
+    expect(relayOf(runtime, sessionName)!.pid).not.toBe(host.pid)
+    const connection = await dial(restarted.address, next.sessionName, next.secret)
+    expect((await request(connection, initialize)).result).toBeDefined()
+  })
+
+  it('a runtime started after close() uses a host of its own while the old one serves on', async () => {
+    const old = newRuntime()
+    const signal = new AbortController().signal
+    const a = spec()
+    const startedA = await old.start(a, signal)
+    const oldHost = relayOf(old, a.sessionName)!.pid!
+    await old.close()
+    // The bridge restarted: a new runtime, a new host.
+    const fresh = newRuntime()
+    const b = spec()
+    const startedB = await fresh.start(b, signal)
+    expect(startedB.address).not.toBe(startedA.address)
+    const connection = await dial(startedA.address, a.sessionName, a.secret)
+    expect((await request(connection, initialize)).result).toBeDefined()
+    connection.open({ t: 'bye' }, undefined, {
+      onevent: () => undefined,
+      onend: () => undefined,
+      onerror: () => undefined,
+      onlost: () => undefined,
+    })
+    await until(() => !isAlive(oldHost))
+    expect(fresh.isRunning(b.sessionName)).toBe(true)
   })
 })

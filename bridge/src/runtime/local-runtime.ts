@@ -1,15 +1,24 @@
 /**
  * @module
- * The `local` runtime: each session's sidecar is a child process of the bridge,
- * listening on 127.0.0.1 on an ephemeral port it reports back through a pipe. The
- * sidecar runs detached in its own process group, so it outlives a bridge restart:
- * a bridge started again with the same keyring keeps serving its sessions.
+ * The `local` runtime: sessions' sidecars run as child processes of the bridge on
+ * 127.0.0.1, each session with its own server process. By default (`sidecar: shared`) one
+ * sidecar host process relays every session, on one port, routing by session name; with
+ * `sidecar: dedicated` each session gets a sidecar process of its own, on an ephemeral port
+ * it reports back through a pipe. Either runs detached in its own process group, so it
+ * outlives a bridge restart: a bridge started again with the same keyring keeps serving
+ * its sessions.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
 import { type LocalServerConfig, type LogLevel, sidecarVerifier } from '@ferry/shared'
-import { VERIFIER_ENV, sidecarBundlePath, sidecarSettingsArgs } from '@ferry/sidecar'
+import {
+  type SidecarSettings,
+  VERIFIER_ENV,
+  sidecarBundlePath,
+  sidecarSettingsArgs,
+} from '@ferry/sidecar'
+import { SidecarHostProcess } from './sidecar-host-process.ts'
 import {
   type SessionRuntime,
   type Workload,
@@ -40,13 +49,27 @@ export interface LocalRuntimeOptions {
  */
 export const SIDECAR_NODE_FLAGS = ['--max-semi-space-size=1']
 
+/** How long a sidecar host may take to listen; it is started once, before its first session. */
+const HOST_START_TIMEOUT_MS = 30_000
+/** How long `stopAll()` waits for sidecars to stop their servers before killing them. */
+const STOP_ALL_GRACE_MS = 5000
+/** How long `stop()` waits for a session that was told to end before ending it. */
+const STOP_WAIT_MS = 10_000
+
 const exitText = (code: number | null, signal: NodeJS.Signals | null) =>
   signal ? `was killed by ${signal}` : `exited with code ${code}`
 
 export class LocalRuntime implements SessionRuntime {
   readonly kind = 'local'
   private readonly options: LocalRuntimeOptions
+  /** Running sessions, by name: the process relaying each (its own sidecar, or the host). */
   private readonly children = new Map<string, ChildProcess>()
+  /** Waiters for sessions to end, by name. */
+  private readonly endWaiters = new Map<string, Array<() => void>>()
+  /** The host new sessions go to, once it was asked for. */
+  private host: Promise<SidecarHostProcess> | undefined
+  /** Every host still running, by its process: older ones serve sessions until they end. */
+  private readonly hosts = new Map<ChildProcess, SidecarHostProcess>()
 
   constructor(options: LocalRuntimeOptions) {
     this.options = options
@@ -63,6 +86,83 @@ export class LocalRuntime implements SessionRuntime {
 
   async start(spec: WorkloadSpec, signal: AbortSignal): Promise<Workload> {
     const server = spec.server as LocalServerConfig
+    const settings: SidecarSettings = {
+      idleTimeoutMs: server.idleTimeout,
+      stopGraceMs: server.stopGrace,
+      maxLineBytes: server.maxLineBytes,
+      maxPayload: this.options.maxPayload,
+      heartbeatMs: this.options.heartbeatMs,
+      eventLog: { ...server.eventLog, maxAgeMs: server.eventLog.maxAge },
+      logLevel: this.options.logLevel ?? 'info',
+    }
+    const env = { ...(server.inheritEnv ? process.env : {}), ...server.env }
+    const verifier = await sidecarVerifier(spec.secret)
+    if (server.sidecar === 'dedicated') {
+      return this.startDedicated(
+        spec,
+        server,
+        settings,
+        { ...env, [VERIFIER_ENV]: verifier },
+        signal
+      )
+    }
+    const host = await this.sharedHost(signal)
+    await host.startSession(
+      {
+        sessionName: spec.sessionName,
+        verifier,
+        command: server.command,
+        args: server.args,
+        env,
+        cwd: server.cwd,
+        settings,
+      },
+      signal
+    )
+    this.children.set(spec.sessionName, host.child)
+    return { address: `ws://127.0.0.1:${host.port}` }
+  }
+
+  /** The running sidecar host, started on first use (and again if it exited). */
+  private async sharedHost(signal: AbortSignal): Promise<SidecarHostProcess> {
+    if (!this.host) {
+      const starting = SidecarHostProcess.spawn({
+        nodePath: this.options.nodePath ?? process.execPath,
+        nodeFlags: this.options.nodeFlags ?? SIDECAR_NODE_FLAGS,
+        sidecarPath: this.options.sidecarPath ?? sidecarBundlePath(),
+        logLevel: this.options.logLevel ?? 'info',
+        timeoutMs: HOST_START_TIMEOUT_MS,
+      })
+      this.host = starting
+      starting.then(
+        (host) => {
+          this.hosts.set(host.child, host)
+          host.onended = (name) => this.ended(name)
+          host.onexit = () => {
+            this.hosts.delete(host.child)
+            if (this.host === starting) this.host = undefined
+            for (const [name, child] of this.children) if (child === host.child) this.ended(name)
+          }
+        },
+        () => {
+          if (this.host === starting) this.host = undefined
+        }
+      )
+    }
+    const host = await abortable(this.host, signal)
+    if (host.usable) return host
+    // It is exiting: the next session gets a new one.
+    if (this.host && (await this.host) === host) this.host = undefined
+    return this.sharedHost(signal)
+  }
+
+  private async startDedicated(
+    spec: WorkloadSpec,
+    server: LocalServerConfig,
+    settings: SidecarSettings,
+    env: NodeJS.ProcessEnv,
+    signal: AbortSignal
+  ): Promise<Workload> {
     const args = [
       ...(this.options.nodeFlags ?? SIDECAR_NODE_FLAGS),
       this.options.sidecarPath ?? sidecarBundlePath(),
@@ -74,25 +174,12 @@ export class LocalRuntime implements SessionRuntime {
       '0',
       '--ready-fd',
       '3',
-      ...sidecarSettingsArgs({
-        idleTimeoutMs: server.idleTimeout,
-        stopGraceMs: server.stopGrace,
-        maxLineBytes: server.maxLineBytes,
-        maxPayload: this.options.maxPayload,
-        heartbeatMs: this.options.heartbeatMs,
-        eventLog: { ...server.eventLog, maxAgeMs: server.eventLog.maxAge },
-        logLevel: this.options.logLevel ?? 'info',
-      }),
+      ...sidecarSettingsArgs(settings),
       ...(server.cwd ? ['--cwd', server.cwd] : []),
       '--',
       server.command,
       ...server.args,
     ]
-    const env = {
-      ...(server.inheritEnv ? process.env : {}),
-      ...server.env,
-      [VERIFIER_ENV]: await sidecarVerifier(spec.secret),
-    }
     const child = spawn(this.options.nodePath ?? process.execPath, args, {
       env,
       detached: true,
@@ -101,7 +188,7 @@ export class LocalRuntime implements SessionRuntime {
     try {
       const port = await this.waitForReady(child, signal)
       this.children.set(spec.sessionName, child)
-      child.once('exit', () => this.children.delete(spec.sessionName))
+      child.once('exit', () => this.ended(spec.sessionName))
       child.unref()
       return { address: `ws://127.0.0.1:${port}` }
     } catch (error) {
@@ -178,39 +265,92 @@ export class LocalRuntime implements SessionRuntime {
   }
 
   async stop(workload: WorkloadRef): Promise<void> {
-    // Sessions end through the sidecar (`bye`); this only makes sure a child of
-    // ours is really gone. A sidecar started by another replica ends on its own.
-    const child = this.children.get(workload.sessionName)
-    if (!child || child.exitCode !== null || child.signalCode !== null) return
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-    const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 10_000)
-    await exited
+    // Sessions end through the sidecar (`bye`); this only makes sure a session of ours is
+    // really gone. A sidecar started by another replica ends on its own.
+    const { sessionName } = workload
+    if (!this.children.has(sessionName)) return
+    const ended = this.whenEnded(sessionName)
+    const timer = setTimeout(() => this.kill(sessionName), STOP_WAIT_MS)
+    await ended
     clearTimeout(timer)
   }
 
-  /** Stops every session this runtime started (tests and explicit shutdowns only). */
+  /** Stops every session this runtime started, and its sidecar host (tests and explicit shutdowns only). */
   async stopAll(): Promise<void> {
-    const all = [...this.children.values()]
-    await Promise.all(
-      all.map(
+    const dedicated = [...new Set(this.children.values())].filter((child) => !this.hosts.has(child))
+    const hosts = [...this.hosts.values()]
+    this.host = undefined
+    await Promise.all([
+      ...hosts.map((host) => host.shutdown(STOP_ALL_GRACE_MS)),
+      ...dedicated.map(
         (child) =>
           new Promise<void>((resolve) => {
             if (child.exitCode !== null || child.signalCode !== null) return resolve()
-            const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 5000)
+            const timer = setTimeout(() => killGroup(child, 'SIGKILL'), STOP_ALL_GRACE_MS)
             child.once('exit', () => {
               clearTimeout(timer)
               resolve()
             })
             killGroup(child, 'SIGTERM')
           })
-      )
-    )
+      ),
+    ])
   }
 
   async close(): Promise<void> {
+    // Hosts keep serving their sessions, and exit after the last one.
+    for (const host of this.hosts.values()) host.release()
+    this.hosts.clear()
+    this.host = undefined
     this.children.clear()
   }
+
+  private ended(sessionName: string): void {
+    this.children.delete(sessionName)
+    for (const resolve of this.endWaiters.get(sessionName) ?? []) resolve()
+    this.endWaiters.delete(sessionName)
+  }
+
+  private whenEnded(sessionName: string): Promise<void> {
+    return new Promise((resolve) => {
+      const waiters = this.endWaiters.get(sessionName) ?? []
+      waiters.push(resolve)
+      this.endWaiters.set(sessionName, waiters)
+    })
+  }
+
+  /** Ends a session that did not end when told to. */
+  private kill(sessionName: string): void {
+    const child = this.children.get(sessionName)
+    if (!child) return
+    const host = this.hosts.get(child)
+    if (host) host.stopSession(sessionName)
+    else killGroup(child, 'SIGKILL')
+  }
 }
+
+/** `promise`, or a rejection when `signal` aborts first. */
+const abortable = <T>(promise: Promise<T>, signal: AbortSignal): Promise<T> =>
+  new Promise((resolve, reject) => {
+    const onAbort = () =>
+      reject(
+        signal.reason instanceof WorkloadStartError
+          ? signal.reason
+          : new WorkloadStartError('timeout', 'the session start was aborted')
+      )
+    if (signal.aborted) return onAbort()
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(value)
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(error as Error)
+      }
+    )
+  })
 
 const killGroup = (child: ChildProcess, signal: NodeJS.Signals) => {
   // Once the sidecar is reaped its pid may be reused; it kills its own server on exit.

@@ -1,11 +1,12 @@
 /**
  * @module
- * The sidecar's network face: an HTTP server with `/healthz` (the pod's readiness
- * probe) and the WebSocket endpoint bridges dial. The upgrade is refused unless
- * it names this sidecar's session and carries the per-session secret, so a
- * reused pod IP can never reach another session.
+ * One session's network face: the WebSocket endpoint bridges dial, on a
+ * {@link SidecarListener} of its own (a sidecar in a pod) or one shared with other
+ * sessions (the local runtime's sidecar host). The upgrade is refused unless it names
+ * this session and carries the per-session secret, so a reused pod IP, or another
+ * session's bridge on a shared listener, can never reach this session.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http'
+import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { WebSocketServer, type WebSocket } from 'ws'
@@ -20,13 +21,17 @@ import {
   encodeFrame,
 } from '@ferry/shared'
 import type { BridgePeer } from '../session/sidecar-session.ts'
+import { SidecarListener, refuseUpgrade } from './sidecar-listener.ts'
 
 export interface SidecarServerOptions {
   sessionName: string
   /** Verifier of the per-session secret bridges must present. */
   verifier: string
+  /** Where to listen when the session has a listener of its own. */
   host: string
   port: number
+  /** A listener shared with other sessions; `host` and `port` are then ignored. */
+  listener?: SidecarListener
   /** Largest frame accepted from a bridge. */
   maxPayload: number
   /** Ping interval; a connection that missed a whole interval's pong is dropped. */
@@ -52,13 +57,11 @@ const verifies = (presented: string, verifier: string) => {
   return expected.length === digest.length && timingSafeEqual(digest, expected)
 }
 
-const refuse = (socket: Duplex, status: number, text: string) => {
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
-}
-
 export class SidecarServer {
   private readonly options: SidecarServerOptions
-  private readonly http: Server
+  private readonly listener: SidecarListener
+  /** Whether the listener is this session's alone, to close with it. */
+  private readonly ownsListener: boolean
   private readonly wss: WebSocketServer
   /** Open connections, and whether each answered the last ping. */
   private readonly sockets = new Map<WebSocket, { peer: BridgePeer; alive: boolean }>()
@@ -74,32 +77,25 @@ export class SidecarServer {
       noServer: true,
       perMessageDeflate: false,
       maxPayload: options.maxPayload,
+      // Bridges are authenticated at the upgrade and every frame is decoded and JSON-checked by
+      // decodeBridgeFrame, where invalid bytes would only become U+FFFD: skip a pass per frame.
+      skipUTF8Validation: true,
       handleProtocols: (protocols) => (protocols.has(FRAME_PROTOCOL) ? FRAME_PROTOCOL : false),
     })
-    this.http = createServer((req, res) => {
-      if (req.url === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
-        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok')
-      } else {
-        res.writeHead(404).end()
-      }
-    })
-    this.http.on('upgrade', (req, socket, head) => this.upgrade(req, socket, head))
+    this.ownsListener = options.listener === undefined
+    this.listener =
+      options.listener ??
+      new SidecarListener({ host: options.host, port: options.port, logger: options.logger })
   }
 
-  /** Starts listening; resolves with the bound port. */
+  /** Starts serving (listening first unless the listener is shared); resolves with the port. */
   async listen(handler: SidecarServerHandler): Promise<number> {
     this.handler = handler
-    await new Promise<void>((resolve, reject) => {
-      this.http.once('error', reject)
-      this.http.listen(this.options.port, this.options.host, () => {
-        this.http.off('error', reject)
-        resolve()
-      })
-    })
+    const port = this.ownsListener ? await this.listener.listen() : this.listener.port
+    this.listener.add(this.options.sessionName, this)
     this.heartbeat = setInterval(() => this.ping(), this.options.heartbeatMs)
     this.heartbeat.unref()
-    const address = this.http.address()
-    return typeof address === 'object' && address ? address.port : this.options.port
+    return port
   }
 
   pauseInput(): void {
@@ -128,37 +124,27 @@ export class SidecarServer {
     await Promise.all(closing)
     // Anything upgraded while the session was ending is dropped outright.
     for (const ws of this.sockets.keys()) ws.terminate()
-    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()))
-    this.http.closeAllConnections()
-    await closed
+    this.listener.remove(this.options.sessionName)
+    if (this.ownsListener) await this.listener.close()
   }
 
-  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const { sessionName, verifier, logger } = this.options
+  /** An upgrade naming this session (the listener routed it here). */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const { verifier, logger } = this.options
     // The session is over: to a bridge dialling now, it is gone.
-    if (this.closing) return refuse(socket, 404, 'Not Found')
-    const session = req.headers[UpgradeHeader.session]
+    if (this.closing) return refuseUpgrade(socket, 404, 'Not Found')
     const authorization = req.headers[UpgradeHeader.authorization] ?? ''
     const presented = authorization.startsWith('Bearer ') ? authorization.slice(7) : ''
-    if (session !== sessionName) {
-      // Another session's bridge reached this address (a reused IP or port): to
-      // it, that session is gone.
-      logger.warn(
-        { presented: typeof session === 'string' ? session : undefined },
-        'refused a connection for another session'
-      )
-      return refuse(socket, 404, 'Not Found')
-    }
     if (!verifies(presented, verifier)) {
       logger.warn({}, 'refused a connection without the session secret')
-      return refuse(socket, 401, 'Unauthorized')
+      return refuseUpgrade(socket, 401, 'Unauthorized')
     }
     // ws would complete a handshake that offers no subprotocol (or only others) without
     // one; a client that does not speak this frame protocol must not get a connection.
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim())
     if (!offered.includes(FRAME_PROTOCOL)) {
       logger.warn({ offered }, `refused a connection that does not offer ${FRAME_PROTOCOL}`)
-      return refuse(socket, 400, 'Bad Request')
+      return refuseUpgrade(socket, 400, 'Bad Request')
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws))
   }
