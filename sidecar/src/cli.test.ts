@@ -211,9 +211,17 @@ describe('parseHostArgs', () => {
     })
   })
 
+  it('listens on a Unix socket given by an absolute path', () => {
+    expect(parseHostArgs(['--socket', '/run/ferry/s.sock'])).toMatchObject({
+      socket: '/run/ferry/s.sock',
+    })
+  })
+
   it.each([
     [['--port', '65536'], '--port'],
     [['--log-level', 'loud'], '--log-level'],
+    [['--socket', 'relative.sock'], '--socket'],
+    [['--socket', '/s.sock', '--port', '80'], '--socket'],
   ])('refuses %j', (flags, name) => {
     expect(() => parseHostArgs(flags)).toThrow(UsageError)
     expect(() => parseHostArgs(flags)).toThrow(name)

@@ -8,7 +8,8 @@
  * The verifier of the per-session secret comes from `FERRY_SIDECAR_VERIFIER` or
  * `--verifier-file` and is removed from the environment the MCP server gets.
  */
-import { readFileSync, writeSync } from 'node:fs'
+import { readFileSync, rmdirSync, writeSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { parseArgs } from 'node:util'
 import { type LogLevel, createLogger, parseDuration, parseSize } from '@ferry/shared'
 import { type HostRequest, runSidecarHost } from './host.ts'
@@ -19,7 +20,7 @@ export const VERIFIER_ENV = 'FERRY_SIDECAR_VERIFIER'
 export const SESSION_ENV = 'FERRY_SESSION'
 
 const USAGE = `Usage: ferry-sidecar [options] -- <command> [args...]
-       ferry-sidecar host [--host <addr>] [--port <n>] [--log-level <level>]
+       ferry-sidecar host [--host <addr>] [--port <n> | --socket <path>] [--log-level <level>]
 
 Starts <command> as a stdio MCP server and serves it to Ferry bridges over WebSocket.
 
@@ -43,7 +44,8 @@ Options:
   -h, --help              show this help
 
 \`host\` runs many sessions in one process for the local runtime, which starts it with a Node
-IPC channel and asks it for sessions over that channel (--port defaults to 0 there).
+IPC channel and asks it for sessions over that channel (--port defaults to 0 there; --socket
+listens on a Unix socket instead, whose directory the host removes on exit once it is empty).
 
 Tracing: with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT set (and not
 OTEL_SDK_DISABLED=true), spans are exported over OTLP/HTTP as service "ferry-sidecar"; the other
@@ -212,6 +214,7 @@ const logLevelOption = (text: string | undefined): LogLevel => {
 export interface SidecarHostArgs {
   host: string
   port: number
+  socket?: string
   logLevel: LogLevel
 }
 
@@ -223,14 +226,22 @@ export function parseHostArgs(argv: string[]): SidecarHostArgs {
     options: {
       host: { type: 'string' },
       port: { type: 'string' },
+      socket: { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   })
   if (values.help) throw new UsageError(USAGE)
+  if (values.socket !== undefined && (values.port !== undefined || values.host !== undefined)) {
+    throw new UsageError('--socket: listens on a Unix socket, so --host and --port do not apply')
+  }
+  if (values.socket !== undefined && !values.socket.startsWith('/')) {
+    throw new UsageError(`--socket: not an absolute path: ${values.socket}`)
+  }
   return {
     host: values.host ?? '127.0.0.1',
     port: portOption(values.port, 0),
+    ...(values.socket === undefined ? {} : { socket: values.socket }),
     logLevel: logLevelOption(values['log-level']),
   }
 }
@@ -291,6 +302,7 @@ async function hostMain(argv: string[]): Promise<void> {
     host = await runSidecarHost({
       host: args.host,
       port: args.port,
+      socket: args.socket,
       logger,
       send: (event) => {
         if (process.connected) send(event)
@@ -303,9 +315,20 @@ async function hostMain(argv: string[]): Promise<void> {
   process.on('message', (request) => host.handle(request as HostRequest))
   process.on('disconnect', () => host.release())
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => host.stop())
-  send({ t: 'listening', port: host.port })
-  logger.info({ host: args.host, port: host.port }, 'sidecar host listening')
+  send({ t: 'listening', port: host.port, ...(args.socket ? { socket: args.socket } : {}) })
+  logger.info(
+    args.socket ? { socket: args.socket } : { host: args.host, port: host.port },
+    'sidecar host listening'
+  )
   await host.done
+  // Closing the listener removed the socket; its private directory goes too, once empty.
+  if (args.socket) {
+    try {
+      rmdirSync(dirname(args.socket))
+    } catch {
+      // Not empty, or not there: not ours to remove.
+    }
+  }
   if (process.connected) process.disconnect()
   exitSoon()
 }

@@ -40,7 +40,8 @@ export type HostRequest =
 
 /** What the host tells the bridge. */
 export type HostEvent =
-  | { t: 'listening'; port: number }
+  /** Where bridges dial: `port` on 127.0.0.1, or the Unix `socket` when it listens on one. */
+  | { t: 'listening'; port: number; socket?: string }
   | { t: 'started'; id: number }
   | { t: 'failed'; id: number; error: string }
   | { t: 'ended'; sessionName: string; code: number }
@@ -48,6 +49,8 @@ export type HostEvent =
 export interface SidecarHostOptions {
   host: string
   port: number
+  /** A Unix socket to listen on instead of `host` and `port`. */
+  socket?: string
   logger: Logger
   /** Where events go (`process.send` in the host process). */
   send(event: HostEvent): void
@@ -67,7 +70,12 @@ export interface RunningSidecarHost {
 
 export async function runSidecarHost(options: SidecarHostOptions): Promise<RunningSidecarHost> {
   const { logger, send } = options
-  const listener = new SidecarListener({ host: options.host, port: options.port, logger })
+  const listener = new SidecarListener({
+    host: options.host,
+    port: options.port,
+    socket: options.socket,
+    logger,
+  })
   const port = await listener.listen()
   const sessions = new Map<string, RunningSidecar>()
   /** Sessions starting: not in `sessions` yet, but the host must not exit under them. */

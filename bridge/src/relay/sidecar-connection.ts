@@ -54,7 +54,8 @@ const zeroMask = (mask: Buffer) => {
   mask.fill(0)
 }
 
-const GONE_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ECONNRESET', 'EPIPE'])
+// ENOENT: the Unix socket of a local sidecar host is gone with it.
+const GONE_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ECONNRESET', 'EPIPE', 'ENOENT'])
 
 export interface DialOptions {
   address: string

@@ -6,7 +6,9 @@
  */
 import type { ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { readFileSync, readdirSync } from 'node:fs'
+import { readFileSync, readdirSync, statSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
+import { dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import { CatalogSchema, type ServerConfig } from '@ferry/shared'
@@ -52,6 +54,18 @@ const spec = (server: Record<string, unknown> = {}): WorkloadSpec => ({
 /** The process relaying `sessionName` (its sidecar, or the host): the runtime's own table. */
 const relayOf = (runtime: LocalRuntime, sessionName: string) =>
   (runtime as unknown as { children: Map<string, ChildProcess> }).children.get(sessionName)
+
+/** The body of a sidecar's `/healthz`, reached over TCP or a Unix socket. */
+const healthz = (target: { socketPath: string } | { host: string; port: number }) =>
+  new Promise<string>((resolve, reject) => {
+    const req = httpRequest({ ...target, path: '/healthz' }, (res) => {
+      let body = ''
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()))
+      res.on('end', () => resolve(`${res.statusCode === 200 ? '' : res.statusCode}${body}`))
+    })
+    req.on('error', reject)
+    req.end()
+  })
 
 const isAlive = (pid: number) => {
   try {
@@ -127,16 +141,23 @@ describe.each(['shared', 'dedicated'] as const)('LocalRuntime, %s sidecar', (mod
     return { tag, workload: spec({ args: [FIXTURE, tag], ...server, sidecar: mode }) }
   }
 
-  it('starts a sidecar on 127.0.0.1 that serves the session with its secret', async () => {
+  it('starts a sidecar that serves the session with its secret', async () => {
     const runtime = newRuntime()
     expect(runtime.kind).toBe('local')
     const { workload } = tagged()
     const started = await runtime.start(workload, new AbortController().signal)
-    expect(started.address).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/)
     expect(runtime.activeSessions()).toBe(1)
-    const health = await fetch(`${started.address.replace('ws:', 'http:')}/healthz`)
-    expect(health.status).toBe(200)
-    expect(await health.text()).toBe('ok')
+    if (mode === 'shared') {
+      // A Unix socket in a directory only this user may enter.
+      const socket = /^ws\+unix:\/\/(\/.+\/sidecars\.sock)$/.exec(started.address)?.[1]
+      expect(socket).toBeDefined()
+      expect(statSync(dirname(socket!)).mode & 0o777).toBe(0o700)
+      expect(await healthz({ socketPath: socket! })).toBe('ok')
+    } else {
+      const port = /^ws:\/\/127\.0\.0\.1:(\d+)$/.exec(started.address)?.[1]
+      expect(port).toBeDefined()
+      expect(await healthz({ host: '127.0.0.1', port: Number(port) })).toBe('ok')
+    }
     const connection = await dial(started.address, workload.sessionName, workload.secret)
     const response = await request(connection, {
       jsonrpc: '2.0',

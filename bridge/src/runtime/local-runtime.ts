@@ -9,6 +9,9 @@
  * its sessions.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmdirSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
 import { type LocalServerConfig, type LogLevel, sidecarVerifier } from '@ferry/shared'
@@ -120,13 +123,14 @@ export class LocalRuntime implements SessionRuntime {
       signal
     )
     this.children.set(spec.sessionName, host.child)
-    return { address: `ws://127.0.0.1:${host.port}` }
+    return { address: host.address }
   }
 
   /** The running sidecar host, started on first use (and again if it exited). */
   private async sharedHost(signal: AbortSignal): Promise<SidecarHostProcess> {
     if (!this.host) {
       const starting = SidecarHostProcess.spawn({
+        socket: hostSocketPath(),
         nodePath: this.options.nodePath ?? process.execPath,
         nodeFlags: this.options.nodeFlags ?? SIDECAR_NODE_FLAGS,
         sidecarPath: this.options.sidecarPath ?? sidecarBundlePath(),
@@ -327,6 +331,22 @@ export class LocalRuntime implements SessionRuntime {
     if (host) host.stopSession(sessionName)
     else killGroup(child, 'SIGKILL')
   }
+}
+
+/** Longest Unix socket path that fits `sun_path` (108 bytes on Linux, with its terminator). */
+const MAX_SOCKET_PATH = 100
+
+/**
+ * Where a new host listens: a Unix socket in a fresh directory only this user may enter, so
+ * only processes of this user reach the sessions (on 127.0.0.1 any local user could dial),
+ * and each message costs less than over loopback TCP. With a temporary directory too deep for
+ * a socket path, the host listens on 127.0.0.1 instead.
+ */
+const hostSocketPath = (): string | undefined => {
+  const path = join(mkdtempSync(join(tmpdir(), 'ferry-')), 'sidecars.sock')
+  if (path.length <= MAX_SOCKET_PATH) return path
+  rmdirSync(dirname(path))
+  return undefined
 }
 
 /** `promise`, or a rejection when `signal` aborts first. */

@@ -14,6 +14,8 @@ export interface SidecarHostSpawnOptions {
   nodePath: string
   nodeFlags: string[]
   sidecarPath: string
+  /** A Unix socket for the host to listen on, in a directory only this user can enter; 127.0.0.1 and any free port without one. */
+  socket?: string
   logLevel: LogLevel
   /** How long the host may take to listen. */
   timeoutMs: number
@@ -26,7 +28,8 @@ interface PendingStart {
 
 export class SidecarHostProcess {
   readonly child: ChildProcess
-  readonly port: number
+  /** Where bridges dial its sessions: `ws+unix://<socket>` or `ws://127.0.0.1:<port>`. */
+  readonly address: string
   /** A session the host ran ended (or never will run: it failed or the host exited). */
   onended?: (sessionName: string) => void
   /** The host process exited; every session it ran is over. */
@@ -36,9 +39,9 @@ export class SidecarHostProcess {
   private readonly ending = new Map<string, () => void>()
   private nextId = 1
 
-  private constructor(child: ChildProcess, port: number) {
+  private constructor(child: ChildProcess, address: string) {
     this.child = child
-    this.port = port
+    this.address = address
     child.on('message', (event: HostEvent) => this.receive(event))
     child.once('exit', (code, signal) => {
       const why = signal ? `was killed by ${signal}` : `exited with code ${code}`
@@ -60,10 +63,7 @@ export class SidecarHostProcess {
         ...options.nodeFlags,
         options.sidecarPath,
         'host',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
+        ...(options.socket ? ['--socket', options.socket] : ['--host', '127.0.0.1', '--port', '0']),
         '--log-level',
         options.logLevel,
       ],
@@ -88,7 +88,12 @@ export class SidecarHostProcess {
         // Neither the process nor its channel may keep the bridge's event loop alive.
         child.unref()
         child.channel?.unref()
-        resolve(new SidecarHostProcess(child, event.port))
+        resolve(
+          new SidecarHostProcess(
+            child,
+            event.socket ? `ws+unix://${event.socket}` : `ws://127.0.0.1:${event.port}`
+          )
+        )
       }
       const onExit = (code: number | null, signal: NodeJS.Signals | null) =>
         fail(

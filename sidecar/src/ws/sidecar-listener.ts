@@ -18,6 +18,8 @@ export interface UpgradeTarget {
 export interface SidecarListenerOptions {
   host: string
   port: number
+  /** A Unix socket to listen on instead of `host` and `port` (the local sidecar host). */
+  socket?: string
   logger: Logger
 }
 
@@ -55,21 +57,24 @@ export class SidecarListener {
     })
   }
 
-  /** Starts listening; resolves with the bound port. */
+  /** Starts listening; resolves with the bound port (0 on a Unix socket). */
   async listen(): Promise<number> {
+    const { socket, port, host } = this.options
     await new Promise<void>((resolve, reject) => {
       this.http.once('error', reject)
-      this.http.listen(this.options.port, this.options.host, () => {
+      const listening = () => {
         this.http.off('error', reject)
         resolve()
-      })
+      }
+      if (socket === undefined) this.http.listen(port, host, listening)
+      else this.http.listen(socket, listening)
     })
     const address = this.http.address()
-    this.boundPort = typeof address === 'object' && address ? address.port : this.options.port
+    this.boundPort = typeof address === 'object' && address ? address.port : 0
     return this.boundPort
   }
 
-  /** The bound port; only once listening. */
+  /** The bound port (0 on a Unix socket); only once listening. */
   get port(): number {
     if (this.boundPort === undefined) throw new Error('the sidecar listener is not listening')
     return this.boundPort
@@ -85,7 +90,7 @@ export class SidecarListener {
     this.targets.delete(sessionName)
   }
 
-  /** Stops listening and drops every connection still open. */
+  /** Stops listening (removing a Unix socket's file) and drops every connection still open. */
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.http.close(() => resolve()))
     this.http.closeAllConnections()
