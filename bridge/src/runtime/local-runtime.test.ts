@@ -6,7 +6,7 @@
  */
 import type { ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { readFileSync, readdirSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -302,8 +302,11 @@ describe.each(['shared', 'dedicated'] as const)('LocalRuntime, %s sidecar', (mod
     await runtime.stopAll()
     expect(runtime.activeSessions()).toBe(0)
     expect(processesWith(tag)).toEqual([])
-    // The host too.
+    // The host too, and its socket.
     expect(relays.filter(isAlive)).toEqual([])
+    if (mode === 'shared') {
+      expect(existsSync(dirname(started[0]!.address.slice('ws+unix://'.length)))).toBe(false)
+    }
     for (const [i, workload] of started.entries()) {
       const error = await SidecarConnection.dial({
         address: workload.address,
@@ -437,8 +440,12 @@ describe('LocalRuntime, shared sidecar host', () => {
     const first = spec()
     const started = await runtime.start(first, signal)
     const host = relayOf(runtime, first.sessionName)!
+    const socketDir = dirname(started.address.slice('ws+unix://'.length))
+    expect(existsSync(socketDir)).toBe(true)
     host.kill('SIGKILL')
     await until(() => runtime.activeSessions() === 0)
+    // The bridge removes what the killed host could not.
+    expect(existsSync(socketDir)).toBe(false)
     expect((await refusal(started.address, first.sessionName, first.secret))?.gone).toBe(true)
     const next = { ...spec(), sessionName }
     const restarted = await runtime.start(next, signal)

@@ -6,6 +6,8 @@
  * the host keeps serving its sessions until the last one ends.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { rmSync, rmdirSync } from 'node:fs'
+import { dirname } from 'node:path'
 import type { LogLevel } from '@ferry/shared'
 import type { HostEvent, HostRequest, HostedSessionSpec } from '@ferry/sidecar'
 import { WorkloadStartError } from './runtime.ts'
@@ -19,6 +21,15 @@ export interface SidecarHostSpawnOptions {
   logLevel: LogLevel
   /** How long the host may take to listen. */
   timeoutMs: number
+}
+
+const removeSocket = (socket: string) => {
+  try {
+    rmSync(socket, { force: true })
+    rmdirSync(dirname(socket))
+  } catch {
+    // Gone already, or not empty: not ours to remove.
+  }
 }
 
 interface PendingStart {
@@ -70,6 +81,8 @@ export class SidecarHostProcess {
       // Detached, in its own process group, so it survives the bridge's restart.
       { detached: true, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }
     )
+    // A host removes its socket and directory on its way out; one that was killed cannot.
+    if (options.socket) child.once('exit', () => removeSocket(options.socket!))
     return new Promise((resolve, reject) => {
       const fail = (error: WorkloadStartError) => {
         clearTimeout(timer)
@@ -77,6 +90,7 @@ export class SidecarHostProcess {
         child.off('exit', onExit)
         child.off('error', onError)
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+        if (options.socket) removeSocket(options.socket)
         reject(error)
       }
       const onMessage = (event: HostEvent) => {
