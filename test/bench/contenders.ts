@@ -4,7 +4,7 @@
  * direct stdio. Each is started fresh and stopped with its whole process tree.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
@@ -195,8 +195,43 @@ export const startStdio = async (): Promise<Contender> => {
   }
 }
 
+/** Spawns a bench script and waits for its `ready` line. */
+const startScript = async (script: string, args: string[]): Promise<ChildProcess> => {
+  const child = spawn(process.execPath, [join(here, script), ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve())
+    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)))
+  })
+  return child
+}
+
+/**
+ * The two-hop floor: Ferry's process layout (HTTP bridge → WebSocket on a Unix socket → relay
+ * → stdio server) with nothing but the relaying (floor-bridge.ts, floor-relay.ts). One session.
+ */
+export const startFloor = async (): Promise<Contender> => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-floor-'))
+  const socket = join(dir, 'relay.sock')
+  const relay = await startScript('floor-relay.ts', [socket, ...everythingServer])
+  const port = await freePort()
+  const bridge = await startScript('floor-bridge.ts', [socket, String(port)])
+  const contender = httpContender('two-hop floor', bridge, `http://127.0.0.1:${port}/mcp`)
+  return {
+    ...contender,
+    pids: () => [...contender.pids(), ...(relay.pid ? processTree(relay.pid) : [])],
+    stop: async () => {
+      await contender.stop()
+      await killTree(relay)
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
 export const starters: Record<string, () => Promise<Contender>> = {
   ferry: startFerry,
   supergateway: startSupergateway,
   stdio: startStdio,
+  floor: startFloor,
 }

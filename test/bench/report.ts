@@ -34,9 +34,11 @@ interface Target {
   shown: string
 }
 
+/** The median over rounds, NaN when not measured. */
+const median = <T>(runs: T[] | undefined, pick: (run: T) => number) =>
+  of(runs, pick)?.median ?? Number.NaN
+
 export const targetsOf = (r: Results): Target[] => {
-  const median = <T>(runs: T[] | undefined, pick: (run: T) => number) =>
-    of(runs, pick)?.median ?? Number.NaN
   const fP50 = median(r.latency.ferry, (l) => l.p50)
   const sP50 = median(r.latency.supergateway, (l) => l.p50)
   const fP99 = median(r.latency.ferry, (l) => l.p99)
@@ -73,6 +75,22 @@ export const targetsOf = (r: Results): Target[] => {
   ]
 }
 
+/** What the two-hop floor says about the latency target, when it was measured. */
+const floorNote = (r: Results): string[] => {
+  const floorP50 = median(r.latency.floor, (l) => l.p50)
+  const sgP50 = median(r.latency.supergateway, (l) => l.p50)
+  if (Number.isNaN(floorP50) || Number.isNaN(sgP50)) return []
+  return [
+    "The two-hop floor is Ferry's process layout with nothing but the relaying: a `node:http`",
+    'server that forwards each body over one `ws` connection on a Unix socket to a relay that',
+    "writes it to the same server's stdin and routes the response back by id",
+    '(test/bench/floor-bridge.ts, floor-relay.ts), with no sessions, checks, auth, limits, logs or',
+    'SSE. Whatever implements this architecture pays at least its latency here. Its p50 is',
+    `**${(floorP50 / sgP50).toFixed(2)} × supergateway's**${floorP50 / sgP50 > 0.8 ? ', above the 0.8 target: on this machine that target is below the floor of the architecture itself (one more process hop than supergateway), so it cannot be met by tuning the relay' : ''}.`,
+    '',
+  ]
+}
+
 /**
  * What one more idle open session costs the bridge: the RSS step between the smallest and the
  * largest count of one growing bridge, per session added (the growth per session at a single
@@ -93,7 +111,8 @@ const table = (header: string[], rows: string[][]) =>
     ...rows.map((r) => `| ${r.join(' | ')} |`),
   ].join('\n')
 
-const NAMES = ['ferry', 'supergateway', 'stdio']
+const NAMES = ['ferry', 'supergateway', 'stdio', 'floor']
+const label = (name: string) => (name === 'floor' ? 'two-hop floor' : name)
 
 export const renderReport = (r: Results): { markdown: string; svg: string } => {
   const lines: string[] = []
@@ -134,7 +153,7 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
     table(
       ['contender', 'p50', 'p90', 'p99', 'max'],
       NAMES.filter((n) => r.latency[n]).map((n) => [
-        n,
+        label(n),
         ...(['p50', 'p90', 'p99', 'max'] as const).map((k) =>
           fmt(
             of(r.latency[n], (l) => l[k])!,
@@ -144,6 +163,7 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
       ])
     ),
     '',
+    ...floorNote(r),
     `## Throughput: 4 sessions, requests in flight held constant for ${Number(r.plan.throughputMs) / 1000} s`,
     '',
     table(
@@ -291,6 +311,7 @@ const renderChart = (r: Results): string => {
     ferry: '#2563eb',
     supergateway: '#f97316',
     stdio: '#6b7280',
+    floor: '#a3a3a3',
   }
   const parts: string[] = []
   const text = (x: number, y: number, body: string, extra = '', size = 12) =>
@@ -350,7 +371,7 @@ const renderChart = (r: Results): string => {
     parts.push(
       `<rect x="${60 + i * 140}" y="${height - 22}" width="12" height="12" fill="${colors[n]}"/>`
     )
-    text(78 + i * 140, height - 12, n)
+    text(78 + i * 140, height - 12, label(n))
   })
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}"><rect width="100%" height="100%" fill="#fff"/>${parts.join('')}</svg>\n`
 }

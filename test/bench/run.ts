@@ -64,7 +64,8 @@ const results: Results = {
 }
 
 const log = (text: string) => process.stderr.write(`${text}\n`)
-const contenders = ['ferry', 'supergateway', 'stdio'] as const
+// `floor`, the two-hop floor, is measured for latency only.
+const contenders = ['ferry', 'supergateway', 'stdio', 'floor'] as const
 const push = <T>(table: Record<string, T[]>, name: string, value: T) => {
   ;(table[name] ??= []).push(value)
 }
@@ -77,6 +78,7 @@ for (let round = 1; round <= rounds; round++) {
     const contender: Contender = await starters[name]!()
     try {
       push(results.latency, name, await latency(contender, plan.latencyCalls, plan.warmup))
+      if (name === 'floor') continue
       if (name !== 'stdio') {
         for (const inFlight of plan.inFlight) {
           push(
