@@ -338,16 +338,20 @@ describe('second initialize on a live session', () => {
 })
 
 describe('workload failed to start', () => {
-  /** Initializes `server`, watching which sidecars (and their servers) appear meanwhile. */
-  const failedInitialize = async (server: string) => {
+  /** New dedicated sidecars (and the servers behind them) since this was called. */
+  const newSidecars = () => {
     const before = new Set(bridge.sidecars().keys())
+    return () =>
+      [...bridge.sidecars()]
+        .filter(([name, child]) => !before.has(name) && child.pid)
+        .flatMap(([, child]) => [child.pid!, ...descendantsOf(child.pid!)])
+  }
+
+  /** Initializes `server`, watching which processes `watched` lists meanwhile. */
+  const failedInitialize = async (server: string, watched = newSidecars()) => {
     const seen = new Set<number>()
     const watch = setInterval(() => {
-      for (const [name, child] of bridge.sidecars()) {
-        if (before.has(name) || !child.pid) continue
-        seen.add(child.pid)
-        for (const pid of descendantsOf(child.pid)) seen.add(pid)
-      }
+      for (const pid of watched()) seen.add(pid)
     }, 10)
     try {
       const response = await post(
@@ -397,24 +401,10 @@ describe('workload failed to start', () => {
   it.each(['late-shared', 'silent-shared'])(
     'behind the shared sidecar host, %s leaves no server process behind',
     async (server) => {
-      const seen = new Set<number>()
-      const watch = setInterval(() => {
-        for (const pid of processesWith(MARKER)) seen.add(pid)
-      }, 10)
-      try {
-        const response = await post(
-          bridge.url(server),
-          initializeRequest(PROTOCOL_VERSION, 5),
-          postHeaders()
-        )
-        expect(response.headers.get('mcp-session-id')).toBeNull()
-        const body = (await response.json()) as JsonRpcMessage
-        expect(body.error?.message).toMatch(server === 'late-shared' ? /exit.*3/i : /500 ?ms|time/i)
-      } finally {
-        clearInterval(watch)
-      }
-      expect(seen.size).toBeGreaterThanOrEqual(1)
-      expect(await leftBehind([...seen], 10_000)).toEqual([])
+      const { body, pids } = await failedInitialize(server, () => processesWith(MARKER))
+      expect(body.error?.message).toMatch(server === 'late-shared' ? /exit.*3/i : /500 ?ms|time/i)
+      expect(pids.length).toBeGreaterThanOrEqual(1)
+      expect(await leftBehind(pids, 10_000)).toEqual([])
     }
   )
 

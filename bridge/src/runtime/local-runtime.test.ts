@@ -112,6 +112,15 @@ const dial = async (address: string, sessionName: string, secret: string) => {
   return connection
 }
 
+/** Ends the session the way a bridge's DELETE does. */
+const bye = (connection: SidecarConnection) =>
+  connection.open({ t: 'bye' }, undefined, {
+    onevent: () => undefined,
+    onend: () => undefined,
+    onerror: () => undefined,
+    onlost: () => undefined,
+  })
+
 /** Sends one request over a fresh channel and resolves with the final payload. */
 const request = (connection: SidecarConnection, body: unknown) =>
   new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -327,12 +336,7 @@ describe.each(['shared', 'dedicated'] as const)('LocalRuntime, %s sidecar', (mod
     const { tag, workload } = tagged()
     const started = await runtime.start(workload, new AbortController().signal)
     const connection = await dial(started.address, workload.sessionName, workload.secret)
-    connection.open({ t: 'bye' }, undefined, {
-      onevent: () => undefined,
-      onend: () => undefined,
-      onerror: () => undefined,
-      onlost: () => undefined,
-    })
+    bye(connection)
     await runtime.stop({ sessionName: workload.sessionName })
     expect(runtime.activeSessions()).toBe(0)
     expect(processesWith(tag)).toEqual([])
@@ -350,12 +354,7 @@ describe.each(['shared', 'dedicated'] as const)('LocalRuntime, %s sidecar', (mod
     const connection = await dial(started.address, workload.sessionName, workload.secret)
     expect(connection.isOpen).toBe(true)
     // End it the way a bridge would.
-    connection.open({ t: 'bye' }, undefined, {
-      onevent: () => undefined,
-      onend: () => undefined,
-      onerror: () => undefined,
-      onlost: () => undefined,
-    })
+    bye(connection)
     await until(() => processesWith(tag).length === 0)
     // With its last session over and no bridge to ask for more, the host exits too.
     await until(() => !isAlive(relay))
@@ -419,12 +418,7 @@ describe('LocalRuntime, shared sidecar host', () => {
     const started = await runtime.start(a, signal)
     await runtime.start(b, signal)
     const connection = await dial(started.address, a.sessionName, a.secret)
-    connection.open({ t: 'bye' }, undefined, {
-      onevent: () => undefined,
-      onend: () => undefined,
-      onerror: () => undefined,
-      onlost: () => undefined,
-    })
+    bye(connection)
     await runtime.stop({ sessionName: a.sessionName })
     expect(runtime.isRunning(a.sessionName)).toBe(false)
     expect(runtime.isRunning(b.sessionName)).toBe(true)
@@ -468,12 +462,7 @@ describe('LocalRuntime, shared sidecar host', () => {
     expect(startedB.address).not.toBe(startedA.address)
     const connection = await dial(startedA.address, a.sessionName, a.secret)
     expect((await request(connection, initialize)).result).toBeDefined()
-    connection.open({ t: 'bye' }, undefined, {
-      onevent: () => undefined,
-      onend: () => undefined,
-      onerror: () => undefined,
-      onlost: () => undefined,
-    })
+    bye(connection)
     await until(() => !isAlive(oldHost))
     expect(fresh.isRunning(b.sessionName)).toBe(true)
   })

@@ -28,6 +28,8 @@ import {
   type WorkloadRef,
   type WorkloadSpec,
   WorkloadStartError,
+  abortReason,
+  untilAborted,
 } from './runtime.ts'
 
 export interface LocalRuntimeOptions {
@@ -153,7 +155,7 @@ export class LocalRuntime implements SessionRuntime {
         }
       )
     }
-    const host = await abortable(this.host, signal)
+    const host = await untilAborted(this.host, signal)
     if (host.usable) return host
     // It is exiting: the next session gets a new one.
     if (this.host && (await this.host) === host) this.host = undefined
@@ -238,12 +240,7 @@ export class LocalRuntime implements SessionRuntime {
       }
       const onError = (error: Error) =>
         settle(new WorkloadStartError('spawn', `cannot start the sidecar: ${error.message}`))
-      const onAbort = () =>
-        settle(
-          signal.reason instanceof WorkloadStartError
-            ? signal.reason
-            : new WorkloadStartError('timeout', 'the session start was aborted')
-        )
+      const onAbort = () => settle(abortReason(signal))
       lines.once('line', (line) => {
         let report: { port?: unknown; error?: unknown } = {}
         try {
@@ -348,29 +345,6 @@ const hostSocketPath = (): string | undefined => {
   rmdirSync(dirname(path))
   return undefined
 }
-
-/** `promise`, or a rejection when `signal` aborts first. */
-const abortable = <T>(promise: Promise<T>, signal: AbortSignal): Promise<T> =>
-  new Promise((resolve, reject) => {
-    const onAbort = () =>
-      reject(
-        signal.reason instanceof WorkloadStartError
-          ? signal.reason
-          : new WorkloadStartError('timeout', 'the session start was aborted')
-      )
-    if (signal.aborted) return onAbort()
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(value)
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(error as Error)
-      }
-    )
-  })
 
 const killGroup = (child: ChildProcess, signal: NodeJS.Signals) => {
   // Once the sidecar is reaped its pid may be reused; it kills its own server on exit.

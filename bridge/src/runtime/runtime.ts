@@ -59,6 +59,46 @@ export class WorkloadStartError extends Error {
   }
 }
 
+/** Why an aborted start stopped: the start timeout's own error, or a plain abort. */
+export const abortReason = (
+  signal: AbortSignal,
+  message = 'the session start was aborted'
+): WorkloadStartError =>
+  signal.reason instanceof WorkloadStartError
+    ? signal.reason
+    : new WorkloadStartError('timeout', message)
+
+/**
+ * Settles with `pending`, or rejects with the abort reason (`message` for a plain abort) as
+ * soon as `signal` aborts, so nothing a start waits on can hold it past its deadline.
+ * `abandoned` gets what was given up on (a call that may still succeed and leave something to
+ * remove).
+ */
+export const untilAborted = <T>(
+  pending: Promise<T>,
+  signal: AbortSignal,
+  message?: string,
+  abandoned?: (pending: Promise<T>) => void
+): Promise<T> =>
+  new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      abandoned?.(pending)
+      reject(abortReason(signal, message))
+    }
+    if (signal.aborted) return onAbort()
+    signal.addEventListener('abort', onAbort, { once: true })
+    pending.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(value)
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(error as Error)
+      }
+    )
+  })
+
 export interface SessionRuntime {
   readonly kind: string
   /**

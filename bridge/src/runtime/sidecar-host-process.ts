@@ -10,7 +10,7 @@ import { rmSync, rmdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { LogLevel } from '@ferry/shared'
 import type { HostEvent, HostRequest, HostedSessionSpec } from '@ferry/sidecar'
-import { WorkloadStartError } from './runtime.ts'
+import { WorkloadStartError, abortReason } from './runtime.ts'
 
 export interface SidecarHostSpawnOptions {
   nodePath: string
@@ -149,10 +149,7 @@ export class SidecarHostProcess {
     })
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => {
-        const reason =
-          signal.reason instanceof WorkloadStartError
-            ? signal.reason
-            : new WorkloadStartError('timeout', 'the session start was aborted')
+        const reason = abortReason(signal)
         // The host may be starting it still: whatever it ends up with is stopped first.
         void started
           .then(

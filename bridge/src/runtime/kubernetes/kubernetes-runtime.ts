@@ -19,8 +19,13 @@ import {
   type WorkloadRef,
   type WorkloadSpec,
   WorkloadStartError,
+  abortReason,
+  untilAborted,
 } from '../runtime.ts'
 import { apiFailure, backoffMs, type ApiFailure } from './api-errors.ts'
+
+/** Why a Kubernetes API call was given up on at the start's deadline. */
+const API_TIMEOUT = 'the Kubernetes API did not answer in time'
 import { podState } from './pod-readiness.ts'
 import {
   MANAGED_SELECTOR,
@@ -66,44 +71,6 @@ const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, ms)
     signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true })
-  })
-
-/** Why an aborted start stopped: the start timeout's own error, or a plain abort. */
-const abortReason = (
-  signal: AbortSignal,
-  message = 'the session start was aborted'
-): WorkloadStartError =>
-  signal.reason instanceof WorkloadStartError
-    ? signal.reason
-    : new WorkloadStartError('timeout', message)
-
-/**
- * Settles with `pending`, or rejects with the abort reason as soon as `signal` aborts, so a
- * call the API server never answers cannot hold a start past its deadline. `abandoned` gets
- * the call that was given up on (a create may still succeed and leave a Job to remove).
- */
-const untilAborted = <T>(
-  pending: Promise<T>,
-  signal: AbortSignal,
-  abandoned?: (pending: Promise<T>) => void
-): Promise<T> =>
-  new Promise<T>((resolve, reject) => {
-    const onAbort = () => {
-      abandoned?.(pending)
-      reject(abortReason(signal, 'the Kubernetes API did not answer in time'))
-    }
-    if (signal.aborted) return onAbort()
-    signal.addEventListener('abort', onAbort, { once: true })
-    pending.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(value)
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(error)
-      }
-    )
   })
 
 /** Whether a pod belongs to the Job `jobName` (not to an older Job of the same session). */
@@ -238,7 +205,7 @@ export class KubernetesRuntime implements SessionRuntime {
     for (let attempt = 0; ; attempt++) {
       if (signal.aborted) throw abortReason(signal)
       try {
-        return await untilAborted(call(), signal, abandoned)
+        return await untilAborted(call(), signal, API_TIMEOUT, abandoned)
       } catch (error) {
         if (error instanceof WorkloadStartError) throw error
         const failure = apiFailure(error)
@@ -383,7 +350,8 @@ export class KubernetesRuntime implements SessionRuntime {
       const timer = setTimeout(() => bounded.abort(), WHY_MS)
       const events = await untilAborted(
         core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${jobName}` }),
-        bounded.signal
+        bounded.signal,
+        API_TIMEOUT
       ).finally(() => clearTimeout(timer))
       const warning = events.items.filter((e) => e.type === 'Warning').at(-1)
       return warning ? `${warning.reason}: ${warning.message}` : undefined
@@ -439,7 +407,8 @@ export class KubernetesRuntime implements SessionRuntime {
     for (const namespace of this.options.namespaces) {
       const jobs = await untilAborted(
         batch.listNamespacedJob({ namespace, labelSelector: MANAGED_SELECTOR }),
-        signal
+        signal,
+        API_TIMEOUT
       )
       for (const job of jobs.items) {
         const labels = job.metadata?.labels ?? {}
