@@ -21,6 +21,7 @@ import {
   requestStreamKey,
 } from '@ferry/shared'
 import { sidecarBundlePath } from './index.ts'
+import { waitUntil as waitFor } from './test-support.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const BUNDLE = sidecarBundlePath()
@@ -32,13 +33,8 @@ const HAS_PROC = existsSync('/proc/self/stat')
 const STUBBORN_SERVER =
   'process.on("SIGTERM",()=>{});process.stdin.resume();setInterval(()=>{},1000);console.error("ready")'
 
-const waitUntil = async (condition: () => boolean, what: string, boundMs = 8000) => {
-  const deadline = Date.now() + boundMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
+/** The bundle starts real processes: a longer bound than the unit tests'. */
+const waitUntil = (condition: () => boolean, what: string) => waitFor(condition, what, 8000)
 
 /** Live (not zombie: this sandbox's init may not reap orphans) processes in a process group. */
 const liveGroupMembers = (pgid: number): number[] => {

@@ -1,34 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { readFileSync, readdirSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { FRAME_PROTOCOL, UpgradeHeader, silentLogger } from '@ferry/shared'
 import { type HostEvent, type HostedSessionSpec, runSidecarHost } from './host.ts'
+import { liveProcessesWith, waitUntil } from './test-support.ts'
 
 /** A server that idles until its stdin closes, its command line carrying `marker`. */
 const IDLE_SERVER = 'process.stdin.resume();process.stdin.on("end",()=>process.exit(0))'
-
-const liveProcessesWith = (marker: string): number[] =>
-  readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .filter((entry) => {
-      try {
-        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-        const state = stat.slice(stat.lastIndexOf(')') + 2)[0]
-        return state !== 'Z' && readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(marker)
-      } catch {
-        return false
-      }
-    })
-    .map(Number)
-
-const waitUntil = async (condition: () => boolean, what: string, boundMs = 5000) => {
-  const deadline = Date.now() + boundMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
 
 const markers: string[] = []
 afterEach(() => {

@@ -1,38 +1,16 @@
 import { randomBytes } from 'node:crypto'
-import { existsSync, readFileSync, readdirSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { silentLogger } from '@ferry/shared'
 import { runSidecar, type SidecarOptions } from './sidecar.ts'
+import { liveProcessesWith, waitUntil } from './test-support.ts'
 
 const HAS_PROC = existsSync('/proc/self/stat')
 
 /** A "server" that ignores SIGTERM and stdin EOF (only SIGKILL ends it), then says `ready` on stderr. */
 const STUBBORN_SERVER =
   'process.on("SIGTERM",()=>{});process.stdin.resume();setInterval(()=>{},1000);console.error("ready")'
-
-const waitUntil = async (condition: () => boolean, what: string, boundMs = 5000) => {
-  const deadline = Date.now() + boundMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
-
-/** Live (not zombie) processes whose command line contains `marker`. */
-const liveProcessesWith = (marker: string): number[] =>
-  readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .filter((entry) => {
-      try {
-        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-        const state = stat.slice(stat.lastIndexOf(')') + 2)[0]
-        return state !== 'Z' && readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(marker)
-      } catch {
-        return false
-      }
-    })
-    .map(Number)
 
 const blockers: Server[] = []
 const markers: string[] = []

@@ -112,6 +112,17 @@ const dial = async (address: string, sessionName: string, secret: string) => {
   return connection
 }
 
+const initialize = {
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: {
+    protocolVersion: '2025-11-25',
+    capabilities: {},
+    clientInfo: { name: 't', version: '1' },
+  },
+}
+
 /** Ends the session the way a bridge's DELETE does. */
 const bye = (connection: SidecarConnection) =>
   connection.open({ t: 'bye' }, undefined, {
@@ -168,16 +179,7 @@ describe.each(['shared', 'dedicated'] as const)('LocalRuntime, %s sidecar', (mod
       expect(await healthz({ host: '127.0.0.1', port: Number(port) })).toBe('ok')
     }
     const connection = await dial(started.address, workload.sessionName, workload.secret)
-    const response = await request(connection, {
-      jsonrpc: '2.0',
-      id: 1,
-      method: 'initialize',
-      params: {
-        protocolVersion: '2025-11-25',
-        capabilities: {},
-        clientInfo: { name: 't', version: '1' },
-      },
-    })
+    const response = await request(connection, initialize)
     expect(response.result).toMatchObject({ serverInfo: { name: 'ferry-conformance-fixture' } })
     // Only this session's secret opens it.
     const refused = await SidecarConnection.dial({
@@ -196,16 +198,7 @@ describe.each(['shared', 'dedicated'] as const)('LocalRuntime, %s sidecar', (mod
     const { workload } = tagged({ env: { FERRY_TEST_MARKER: 'yes' }, inheritEnv: false })
     const started = await runtime.start(workload, new AbortController().signal)
     const connection = await dial(started.address, workload.sessionName, workload.secret)
-    await request(connection, {
-      jsonrpc: '2.0',
-      id: 1,
-      method: 'initialize',
-      params: {
-        protocolVersion: '2025-11-25',
-        capabilities: {},
-        clientInfo: { name: 't', version: '1' },
-      },
-    })
+    await request(connection, initialize)
     const response = await request(connection, {
       jsonrpc: '2.0',
       id: 2,
@@ -362,16 +355,6 @@ describe.each(['shared', 'dedicated'] as const)('LocalRuntime, %s sidecar', (mod
 })
 
 describe('LocalRuntime, shared sidecar host', () => {
-  const initialize = {
-    jsonrpc: '2.0',
-    id: 1,
-    method: 'initialize',
-    params: {
-      protocolVersion: '2025-11-25',
-      capabilities: {},
-      clientInfo: { name: 't', version: '1' },
-    },
-  }
   const refusal = (address: string, sessionName: string, secret: string) =>
     SidecarConnection.dial({
       address,

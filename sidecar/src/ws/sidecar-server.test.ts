@@ -11,18 +11,10 @@ import {
 } from '@ferry/shared'
 import type { BridgePeer } from '../session/sidecar-session.ts'
 import { SidecarServer, type SidecarServerOptions } from './sidecar-server.ts'
+import { waitUntil } from '../test-support.ts'
 
 const SESSION = 'sess-1'
 const SECRET = 'the-secret'
-
-/** Polls until `condition` holds, failing after a bounded wait. */
-const waitUntil = async (condition: () => boolean, what: string, boundMs = 5000) => {
-  const deadline = Date.now() + boundMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
 
 const servers: SidecarServer[] = []
 const clients: WebSocket[] = []
