@@ -541,6 +541,12 @@ describe('hardening', () => {
       headers: { 'x-request-id': 'bad id with spaces' },
     })
     expect(insane.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/)
+    expect(insane.headers.get('x-content-type-options')).toBe('nosniff')
+    // A response's own cache-control stays.
+    const metadata = await fetch(metadataUrl('fixture'))
+    expect(metadata.status).toBe(200)
+    expect(metadata.headers.get('cache-control')).toBe('public, max-age=300')
+    expect(metadata.headers.get('x-frame-options')).toBe('DENY')
     const preflight = await fetch(bridge.url('fixture'), {
       method: 'OPTIONS',
       headers: { origin: 'http://localhost', 'access-control-request-method': 'POST' },
