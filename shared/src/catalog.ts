@@ -10,7 +10,7 @@
 import { readFile } from 'node:fs/promises'
 import { LineCounter, parseDocument } from 'yaml'
 import * as z from 'zod'
-import type { LogLevel } from './logger.ts'
+import { LOG_LEVELS } from './logger.ts'
 import { DURATION_HINT, SIZE_HINT, parseDuration, parseSize } from './units.ts'
 import {
   AccessSchema,
@@ -89,16 +89,6 @@ const integer = () =>
   })
 
 const nonEmpty = () => yamlString().regex(/\S/, 'must not be empty')
-
-const LOG_LEVELS = [
-  'fatal',
-  'error',
-  'warn',
-  'info',
-  'debug',
-  'trace',
-  'silent',
-] as const satisfies readonly LogLevel[]
 
 const OriginSchema = z.string().transform((value, ctx) => {
   if (value === '*') return value

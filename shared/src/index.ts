@@ -42,6 +42,7 @@ export {
 } from './event-id.ts'
 export {
   type LogLevel,
+  LOG_LEVELS,
   type Logger,
   type LoggerOptions,
   createLogger,

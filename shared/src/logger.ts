@@ -5,7 +5,10 @@
  */
 import { pino } from 'pino'
 
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+/** Every log level, most severe first (`silent` logs nothing). */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+export type LogLevel = (typeof LOG_LEVELS)[number]
 
 /** The logging surface Ferry modules use; pino's logger satisfies it. */
 export interface Logger {

@@ -11,7 +11,7 @@
 import { readFileSync, rmdirSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { parseArgs } from 'node:util'
-import { type LogLevel, createLogger, parseDuration, parseSize } from '@ferry/shared'
+import { type LogLevel, LOG_LEVELS, createLogger, parseDuration, parseSize } from '@ferry/shared'
 import { type HostRequest, runSidecarHost } from './host.ts'
 import { runSidecar, type SidecarOptions } from './sidecar.ts'
 import { loadSessionTracer } from './telemetry/session-tracer.ts'
@@ -54,15 +54,6 @@ standard OTEL_* variables apply (protocol http/protobuf or http/json, headers, s
 
 export class UsageError extends Error {}
 
-const LOG_LEVELS: readonly LogLevel[] = [
-  'fatal',
-  'error',
-  'warn',
-  'info',
-  'debug',
-  'trace',
-  'silent',
-]
 /** Node's timers overflow above this and then fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1
 

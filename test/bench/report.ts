@@ -318,54 +318,52 @@ const renderChart = (r: Results): string => {
     parts.push(
       `<text x="${x}" y="${y}" font-family="sans-serif" font-size="${size}" ${extra}>${body}</text>`
     )
-  // Left: grouped bars p50/p90/p99 per contender.
-  const left = { x: 60, y: 40, w: 360, h: 260 }
-  const pcts = ['p50', 'p90', 'p99'] as const
+  /** One panel of bars: a group per `groups` entry, a bar per series, a baseline under them. */
+  const barPanel = (
+    panel: { x: number; y: number; w: number; h: number },
+    title: string,
+    groups: string[],
+    series: string[],
+    value: (group: string, name: string) => number,
+    shown: (v: number) => string
+  ) => {
+    const max = Math.max(...groups.flatMap((g) => series.map((n) => value(g, n)))) * 1.1
+    text(panel.x, 24, title, 'font-weight="bold"')
+    const group = panel.w / Math.max(1, groups.length)
+    groups.forEach((g, gi) => {
+      series.forEach((n, ni) => {
+        const barW = (group - 20) / series.length
+        const v = value(g, n)
+        const h = (v / max) * panel.h
+        const x = panel.x + gi * group + 10 + ni * barW
+        parts.push(
+          `<rect x="${x}" y="${panel.y + panel.h - h}" width="${barW - 2}" height="${h}" fill="${colors[n]}"/>`
+        )
+        text(x, panel.y + panel.h - h - 4, shown(v), '', 10)
+      })
+      text(panel.x + gi * group + group / 2 - 10, panel.y + panel.h + 16, g)
+    })
+    parts.push(
+      `<line x1="${panel.x}" y1="${panel.y + panel.h}" x2="${panel.x + panel.w}" y2="${panel.y + panel.h}" stroke="#000"/>`
+    )
+  }
+  // Left: latency percentiles per contender; right: throughput by requests in flight.
   const names = NAMES.filter((n) => r.latency[n])
-  const lat = (n: string, k: (typeof pcts)[number]) => of(r.latency[n], (l) => l[k])!.median
-  const maxLat = Math.max(...names.flatMap((n) => pcts.map((k) => lat(n, k)))) * 1.1
-  text(left.x, 24, 'tools/call latency, one session (ms)', 'font-weight="bold"')
-  const group = left.w / pcts.length
-  pcts.forEach((k, gi) => {
-    names.forEach((n, ni) => {
-      const barW = (group - 20) / names.length
-      const v = lat(n, k)
-      const h = (v / maxLat) * left.h
-      const x = left.x + gi * group + 10 + ni * barW
-      parts.push(
-        `<rect x="${x}" y="${left.y + left.h - h}" width="${barW - 2}" height="${h}" fill="${colors[n]}"/>`
-      )
-      text(x, left.y + left.h - h - 4, v.toFixed(2), '', 10)
-    })
-    text(left.x + gi * group + group / 2 - 10, left.y + left.h + 16, k)
-  })
-  parts.push(
-    `<line x1="${left.x}" y1="${left.y + left.h}" x2="${left.x + left.w}" y2="${left.y + left.h}" stroke="#000"/>`
+  barPanel(
+    { x: 60, y: 40, w: 360, h: 260 },
+    'tools/call latency, one session (ms)',
+    ['p50', 'p90', 'p99'],
+    names,
+    (k, n) => of(r.latency[n], (l) => l[k as 'p50' | 'p90' | 'p99'])!.median,
+    (v) => v.toFixed(2)
   )
-  // Right: throughput bars by concurrency.
-  const right = { x: 500, y: 40, w: 360, h: 260 }
-  const levels = Object.keys(r.throughput)
-  const tnames = ['ferry', 'supergateway']
-  const rps = (level: string, n: string) =>
-    of(r.throughput[Number(level)]?.[n], (t) => t.rps)?.median ?? 0
-  const maxRps = Math.max(...levels.flatMap((l) => tnames.map((n) => rps(l, n)))) * 1.1
-  text(right.x, 24, 'throughput, 4 sessions (req/s) by requests in flight', 'font-weight="bold"')
-  const tgroup = right.w / Math.max(1, levels.length)
-  levels.forEach((level, gi) => {
-    tnames.forEach((n, ni) => {
-      const barW = (tgroup - 20) / tnames.length
-      const v = rps(level, n)
-      const h = (v / maxRps) * right.h
-      const x = right.x + gi * tgroup + 10 + ni * barW
-      parts.push(
-        `<rect x="${x}" y="${right.y + right.h - h}" width="${barW - 2}" height="${h}" fill="${colors[n]}"/>`
-      )
-      text(x, right.y + right.h - h - 4, v.toFixed(0), '', 10)
-    })
-    text(right.x + gi * tgroup + tgroup / 2 - 10, right.y + right.h + 16, level)
-  })
-  parts.push(
-    `<line x1="${right.x}" y1="${right.y + right.h}" x2="${right.x + right.w}" y2="${right.y + right.h}" stroke="#000"/>`
+  barPanel(
+    { x: 500, y: 40, w: 360, h: 260 },
+    'throughput, 4 sessions (req/s) by requests in flight',
+    Object.keys(r.throughput),
+    ['ferry', 'supergateway'],
+    (level, n) => of(r.throughput[Number(level)]?.[n], (t) => t.rps)?.median ?? 0,
+    (v) => v.toFixed(0)
   )
   names.forEach((n, i) => {
     parts.push(
