@@ -20,6 +20,7 @@ import {
   sessionLimitsOf,
 } from './limits/session-counter.ts'
 import { RateLimiter } from './limits/token-bucket.ts'
+import { StartGate } from './limits/start-gate.ts'
 import { ConnectionPool } from './relay/connection-pool.ts'
 import { KubernetesRuntime } from './runtime/kubernetes/kubernetes-runtime.ts'
 import { LocalRuntime } from './runtime/local-runtime.ts'
@@ -168,10 +169,13 @@ export const createBridge = (options: BridgeOptions): Bridge => {
       }
     },
   })
+  // Local starts boot servers on this machine, so they share its CPUs.
+  const gates = { local: new StartGate(settings.local.maxConcurrentStarts) }
   metrics.observe({
     activeSessions: () =>
       Object.values(runtimes).map((runtime) => [runtime.kind, runtime.activeSessions()]),
     connections: () => pool.size,
+    waitingStarts: () => Object.entries(gates).map(([kind, gate]) => [kind, gate.waiting]),
   })
   const directory = new SessionDirectory({ keyring, maxAgeSeconds: settings.sessionMaxAge / 1000 })
   const starter = new SessionStarter({
@@ -189,6 +193,7 @@ export const createBridge = (options: BridgeOptions): Bridge => {
       perMinute: settings.limits.sessionRate.perMinute,
       burst: settings.limits.sessionRate.burst,
     }),
+    gates,
   })
   const mcp = new StreamableHTTPHandler({
     servers: catalog.servers,

@@ -1,5 +1,5 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest'
 import { CatalogError, defaultCatalog, loadCatalogFile, parseCatalog } from './catalog.ts'
@@ -111,6 +111,7 @@ describe('parseCatalog defaults', () => {
           heartbeat: 15_000,
           maxPayload: 16 * MIB,
         },
+        local: { maxConcurrentStarts: availableParallelism() + 1 },
         kubernetes: { sweepInterval: 60_000 },
         shutdownGrace: 10_000,
         drainDelay: 1000,
@@ -169,6 +170,7 @@ bridge:
   logLevel: debug
   sse: { pollAfter: 30s, retry: 0 }
   connection: { maxPayload: 1gb }
+  local: { maxConcurrentStarts: 0 }
   shutdownGrace: 0
 defaultServer: gh
 servers:
@@ -192,6 +194,7 @@ servers:
       logLevel: 'debug',
       sse: { keepAlive: 15_000, retry: 0, pollAfter: 30_000 },
       connection: { maxPayload: 1024 * MIB, dialTimeout: 5000 },
+      local: { maxConcurrentStarts: 0 },
       shutdownGrace: 0,
     })
     expect(catalog.defaultServer).toBe('gh')
@@ -330,6 +333,14 @@ publicUrl: ftp://mcp.example.com
     ])
     expect(issuesOf(withBridge('port: 70000'))).toEqual([
       { path: 'bridge.port', message: 'must be at most 65535' },
+    ])
+    expect(
+      issuesOf(withBridge('local: { maxConcurrentStarts: -1 }')).concat(
+        issuesOf(withBridge('local: { maxConcurrentStarts: 2.5 }'))
+      )
+    ).toEqual([
+      { path: 'bridge.local.maxConcurrentStarts', message: 'must be at least 0' },
+      { path: 'bridge.local.maxConcurrentStarts', message: 'expected an integer, got 2.5' },
     ])
   })
 })

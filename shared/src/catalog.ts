@@ -8,6 +8,7 @@
  * The JSDoc on each schema property is the reference documentation for that field.
  */
 import { readFile } from 'node:fs/promises'
+import { availableParallelism } from 'node:os'
 import { LineCounter, parseDocument } from 'yaml'
 import * as z from 'zod'
 import { LOG_LEVELS } from './logger.ts'
@@ -208,6 +209,20 @@ export const BridgeSettingsSchema = z
     sse: SseSettingsSchema.prefault({}),
     /** Bridge-to-sidecar connection settings. */
     connection: ConnectionSettingsSchema.prefault({}),
+    /** How the bridge runs `runtime: local` servers. */
+    local: z
+      .strictObject({
+        /**
+         * Most local session starts booting at once, each from its workload's start until its
+         * server answers `initialize`; the others wait their turn within their `startTimeout`.
+         * `0` means no limit. Default: one more than the CPUs this process may use
+         * (`os.availableParallelism()`), so a boot waiting on its disk leaves no CPU idle.
+         */
+        maxConcurrentStarts: integer()
+          .min(0)
+          .default(() => availableParallelism() + 1),
+      })
+      .prefault({}),
     /** How the bridge reaches the Kubernetes API (only used by `runtime: kubernetes` servers). */
     kubernetes: z
       .strictObject({

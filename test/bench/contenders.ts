@@ -111,13 +111,23 @@ const httpContender = (
   }
 }
 
-export const startFerry = async (): Promise<Contender> => {
+/**
+ * Ferry on its defaults; `ungated` lets every local start boot at once
+ * (`bridge.local.maxConcurrentStarts: 0`), to show what the gate does to session starts.
+ */
+const startFerry = async (name = 'ferry', ungated = false): Promise<Contender> => {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-bench-'))
   const catalog = join(dir, 'catalog.json')
   writeFileSync(
     catalog,
     JSON.stringify({
-      bridge: { host: '127.0.0.1', port: 0, logLevel: 'warn', maxSessions: 0 },
+      bridge: {
+        host: '127.0.0.1',
+        port: 0,
+        logLevel: 'warn',
+        maxSessions: 0,
+        ...(ungated ? { local: { maxConcurrentStarts: 0 } } : {}),
+      },
       defaultServer: 'everything',
       servers: {
         everything: {
@@ -140,7 +150,7 @@ export const startFerry = async (): Promise<Contender> => {
     }
   )
   await waitForPort(port, child)
-  return httpContender('ferry', child, `http://127.0.0.1:${port}/mcp`)
+  return httpContender(name, child, `http://127.0.0.1:${port}/mcp`)
 }
 
 export const startSupergateway = async (): Promise<Contender> => {
@@ -230,7 +240,8 @@ export const startFloor = async (): Promise<Contender> => {
 }
 
 export const starters: Record<string, () => Promise<Contender>> = {
-  ferry: startFerry,
+  ferry: () => startFerry(),
+  'ferry-ungated': () => startFerry('ferry-ungated', true),
   supergateway: startSupergateway,
   stdio: startStdio,
   floor: startFloor,

@@ -75,6 +75,22 @@ export const targetsOf = (r: Results): Target[] => {
   ]
 }
 
+/** How Ferry's start gate shapes its session starts, when the ungated bridge was measured. */
+const gateNote = (r: Results): string[] => {
+  if (!r.sessionStart['ferry-ungated']) return []
+  const p50 = (name: string) => median(r.sessionStart[name], (s) => s.latency.p50).toFixed(0)
+  return [
+    'Ferry lets one more local start boot at once than the machine has CPUs',
+    '(`bridge.local.maxConcurrentStarts`, default `os.availableParallelism() + 1`) and queues the',
+    'rest, so the first starts of a burst finish sooner instead of all sharing the CPU and',
+    'finishing late together. **ferry, starts ungated** is the same bridge with the gate off',
+    `(\`maxConcurrentStarts: 0\`), measured for session start only: p50 ${p50('ferry-ungated')} ms`,
+    `against ${p50('ferry')} ms gated and ${p50('supergateway')} ms for supergateway, which starts`,
+    'every server at once.',
+    '',
+  ]
+}
+
 /** What the two-hop floor says about the latency target, when it was measured. */
 const floorNote = (r: Results): string[] => {
   const floorP50 = median(r.latency.floor, (l) => l.p50)
@@ -111,8 +127,12 @@ const table = (header: string[], rows: string[][]) =>
     ...rows.map((r) => `| ${r.join(' | ')} |`),
   ].join('\n')
 
-const NAMES = ['ferry', 'supergateway', 'stdio', 'floor']
-const label = (name: string) => (name === 'floor' ? 'two-hop floor' : name)
+const NAMES = ['ferry', 'ferry-ungated', 'supergateway', 'stdio', 'floor']
+const LABELS: Record<string, string> = {
+  floor: 'two-hop floor',
+  'ferry-ungated': 'ferry, starts ungated',
+}
+const label = (name: string) => LABELS[name] ?? name
 
 export const renderReport = (r: Results): { markdown: string; svg: string } => {
   const lines: string[] = []
@@ -202,7 +222,7 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
     table(
       ['contender', 'sessions/s', 'p50 (ms)', 'p99 (ms)'],
       NAMES.filter((n) => r.sessionStart[n]).map((n) => [
-        n,
+        label(n),
         fmt(
           of(r.sessionStart[n], (s) => s.perSecond)!,
           (v) => v.toFixed(2)
@@ -218,6 +238,7 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
       ])
     ),
     '',
+    ...gateNote(r),
     `## Memory: PSS of everything a contender runs, with ${String(r.plan.memorySessions)} sessions open`,
     '',
     table(

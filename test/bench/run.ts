@@ -64,8 +64,9 @@ const results: Results = {
 }
 
 const log = (text: string) => process.stderr.write(`${text}\n`)
-// `floor`, the two-hop floor, is measured for latency only.
-const contenders = ['ferry', 'supergateway', 'stdio', 'floor'] as const
+// `floor`, the two-hop floor, is measured for latency only; `ferry-ungated`, Ferry without its
+// start gate, for session start only.
+const contenders = ['ferry', 'supergateway', 'stdio', 'floor', 'ferry-ungated'] as const
 const push = <T>(table: Record<string, T[]>, name: string, value: T) => {
   ;(table[name] ??= []).push(value)
 }
@@ -77,6 +78,10 @@ for (let round = 1; round <= rounds; round++) {
     log(`round ${round}/${rounds}: ${name}`)
     const contender: Contender = await starters[name]!()
     try {
+      if (name === 'ferry-ungated') {
+        push(results.sessionStart, name, await sessionStart(contender, plan.startSessions, 5))
+        continue
+      }
       push(results.latency, name, await latency(contender, plan.latencyCalls, plan.warmup))
       if (name === 'floor') continue
       if (name !== 'stdio') {

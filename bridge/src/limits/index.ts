@@ -2,7 +2,8 @@
  * @module
  * Quotas that stop one client spending the cluster: concurrent sessions (global, per
  * principal, per server), session start rate per principal, and per-session in-flight
- * requests and streams. See `docs/security.md` for what each defends.
+ * requests and streams (see `docs/security.md` for what each defends); and the gate that lets
+ * local session starts boot a few at a time.
  */
 export { type InFlightLimiterOptions, type Permit, InFlightLimiter } from './in-flight.ts'
 export { type LimitName, type QuotaExceeded, quotaExceeded, quotaExceededError } from './quota.ts'
@@ -20,6 +21,7 @@ export {
   SessionCountUnavailable,
   sessionLimitsOf,
 } from './session-counter.ts'
+export { type StartSlotRelease, StartGate } from './start-gate.ts'
 export {
   type RateLimiterOptions,
   type TakeResult,

@@ -8,7 +8,8 @@
  *
  * Each start is timed by runtime and outcome and, with tracing on, is a span of its own inside
  * the `initialize` span, with an event per phase (`workload.ready`, `sidecar.connected`,
- * `initialize.answered`) and the failure kind and reason when it fails.
+ * `initialize.answered`) and the failure kind and reason when it fails. Where the runtime's
+ * starts are gated, a start first waits its turn (`start.admitted`), within its start timeout.
  */
 import {
   type JSONRPCRequest,
@@ -29,11 +30,12 @@ import {
   type SessionSlot,
   SessionCountUnavailable,
 } from '../limits/session-counter.ts'
+import type { StartGate } from '../limits/start-gate.ts'
 import type { RateLimiter } from '../limits/token-bucket.ts'
 import type { ConnectionPool } from '../relay/connection-pool.ts'
 import type { SidecarConnection } from '../relay/sidecar-connection.ts'
 import type { SessionRuntime } from '../runtime/runtime.ts'
-import { WorkloadStartError } from '../runtime/runtime.ts'
+import { WorkloadStartError, abortReason } from '../runtime/runtime.ts'
 import type { Keyring } from './keyring.ts'
 import type { SessionDirectory } from './session-directory.ts'
 import { SSE_HEADERS } from '../transport/sse-stream.ts'
@@ -59,6 +61,11 @@ export interface SessionStarterOptions {
   sessionLimits?: SessionLimits
   /** `bridge.limits.sessionRate`, per principal. */
   rate?: RateLimiter
+  /**
+   * How many starts boot at once, by runtime kind (`bridge.local.maxConcurrentStarts` for
+   * `local`); a runtime without one starts every session at once.
+   */
+  gates?: Record<string, StartGate>
 }
 
 /** Who starts a session, and for which endpoint. */
@@ -280,8 +287,18 @@ export class SessionStarter {
     const signal = AbortSignal.any([timeout.signal, clientSignal])
     const started = Date.now()
     this.starting++
+    const gate = this.options.gates?.[runtime.kind]
+    let release: (() => void) | undefined
+    let admitted = started
     let workload
     try {
+      if (gate) {
+        release = await gate.acquire(signal).catch(() => {
+          throw abortReason(signal)
+        })
+        admitted = Date.now()
+        start.phase('start.admitted')
+      }
       workload = await runtime.start(
         {
           sessionName,
@@ -294,99 +311,107 @@ export class SessionStarter {
       )
     } catch (error) {
       clearTimeout(timer)
+      release?.()
       const reason = error instanceof WorkloadStartError ? error : undefined
       return failed(start, reason?.failure ?? 'internal', reason?.message ?? 'internal error', {
         error: (error as Error).message,
+        ...(gate ? { queueMs: (release ? admitted : Date.now()) - started } : {}),
       })
     } finally {
       this.starting--
     }
     start.phase('workload.ready')
     const ready = Date.now()
-    const stop = () => void runtime.stop({ sessionName, ref: workload.ref }).catch(() => undefined)
-    let connection: SidecarConnection
     try {
-      connection = await pool.get({
-        sessionName,
-        address: workload.address,
-        workload: { runtime: runtime.kind, ...(workload.ref ? { ref: workload.ref } : {}) },
-        secret: async () => secret,
-      })
-    } catch (error) {
-      clearTimeout(timer)
-      stop()
-      instrumentation.metrics.relayError('dial')
-      // The dial error names the sidecar's address: for the log only, never the client.
-      return failed(start, 'unreachable', "the session's sidecar did not accept a connection", {
-        error: (error as Error).message,
-      })
-    }
-    start.phase('sidecar.connected')
-    const connected = Date.now()
-    const events = await this.forward(connection, body, signal, start)
-    clearTimeout(timer)
-    const last = events.at(-1)
-    let result: { protocolVersion?: unknown } | undefined
-    try {
-      const response = last?.fin
-        ? (JSON.parse(last.payload) as { result?: { protocolVersion?: unknown } })
-        : undefined
-      result = response?.result
-    } catch {
-      result = undefined
-    }
-    if (!last?.fin || !result || typeof result.protocolVersion !== 'string') {
-      this.end(connection)
-      pool.markEnded(sessionName)
-      stop()
-      if (last?.fin) {
-        // The server answered, with an error: that answer goes to the client as it is.
-        log.warn({ failure: 'initialize', errorType: last.errorType }, 'session start failed')
-        start.fail('initialize', 'the MCP server refused initialize')
-        operation.end(last.errorType ?? String(ErrorCode.InternalError))
-        return new Response(last.payload, { headers: { 'content-type': 'application/json' } })
+      const stop = () =>
+        void runtime.stop({ sessionName, ref: workload.ref }).catch(() => undefined)
+      let connection: SidecarConnection
+      try {
+        connection = await pool.get({
+          sessionName,
+          address: workload.address,
+          workload: { runtime: runtime.kind, ...(workload.ref ? { ref: workload.ref } : {}) },
+          secret: async () => secret,
+        })
+      } catch (error) {
+        clearTimeout(timer)
+        stop()
+        instrumentation.metrics.relayError('dial')
+        // The dial error names the sidecar's address: for the log only, never the client.
+        return failed(start, 'unreachable', "the session's sidecar did not accept a connection", {
+          error: (error as Error).message,
+        })
       }
-      if (!signal.aborted)
-        return failed(start, 'initialize', 'the MCP server did not answer initialize')
-      const reason = signal.reason
-      return reason instanceof WorkloadStartError
-        ? failed(start, reason.failure, reason.message)
-        : failed(start, 'cancelled', (reason as Error)?.message ?? 'aborted')
-    }
-    const sessionId = await directory.mint({
-      sid: sessionName,
-      srv: serverName,
-      rt: runtime.kind,
-      addr: workload.address,
-      ...(workload.ref ? { ref: workload.ref } : {}),
-      pv: result.protocolVersion,
-      ...(auth.principal.method === 'anonymous'
-        ? {}
-        : { sub: await principalHash(auth.principal, this.options.keyring) }),
-    })
-    log.info(
-      {
-        runtime: runtime.kind,
-        ms: Date.now() - started,
-        readyMs: ready - started,
-        connectMs: connected - ready,
-        initializeMs: Date.now() - connected,
-      },
-      'session started'
-    )
-    start.phase('initialize.answered')
-    start.succeed()
-    succeeded()
-    operation.session(sessionName, result.protocolVersion)
-    operation.end()
-    const headers = { [SESSION_ID_HEADER]: sessionId }
-    if (events.length === 1) {
-      return new Response(last.payload, {
-        headers: { 'content-type': 'application/json', ...headers },
+      start.phase('sidecar.connected')
+      const connected = Date.now()
+      const events = await this.forward(connection, body, signal, start)
+      clearTimeout(timer)
+      const last = events.at(-1)
+      let result: { protocolVersion?: unknown } | undefined
+      try {
+        const response = last?.fin
+          ? (JSON.parse(last.payload) as { result?: { protocolVersion?: unknown } })
+          : undefined
+        result = response?.result
+      } catch {
+        result = undefined
+      }
+      if (!last?.fin || !result || typeof result.protocolVersion !== 'string') {
+        this.end(connection)
+        pool.markEnded(sessionName)
+        stop()
+        if (last?.fin) {
+          // The server answered, with an error: that answer goes to the client as it is.
+          log.warn({ failure: 'initialize', errorType: last.errorType }, 'session start failed')
+          start.fail('initialize', 'the MCP server refused initialize')
+          operation.end(last.errorType ?? String(ErrorCode.InternalError))
+          return new Response(last.payload, { headers: { 'content-type': 'application/json' } })
+        }
+        if (!signal.aborted)
+          return failed(start, 'initialize', 'the MCP server did not answer initialize')
+        const reason = signal.reason
+        return reason instanceof WorkloadStartError
+          ? failed(start, reason.failure, reason.message)
+          : failed(start, 'cancelled', (reason as Error)?.message ?? 'aborted')
+      }
+      const sessionId = await directory.mint({
+        sid: sessionName,
+        srv: serverName,
+        rt: runtime.kind,
+        addr: workload.address,
+        ...(workload.ref ? { ref: workload.ref } : {}),
+        pv: result.protocolVersion,
+        ...(auth.principal.method === 'anonymous'
+          ? {}
+          : { sub: await principalHash(auth.principal, this.options.keyring) }),
       })
+      log.info(
+        {
+          runtime: runtime.kind,
+          ms: Date.now() - started,
+          ...(gate ? { queueMs: admitted - started } : {}),
+          readyMs: ready - admitted,
+          connectMs: connected - ready,
+          initializeMs: Date.now() - connected,
+        },
+        'session started'
+      )
+      start.phase('initialize.answered')
+      start.succeed()
+      succeeded()
+      operation.session(sessionName, result.protocolVersion)
+      operation.end()
+      const headers = { [SESSION_ID_HEADER]: sessionId }
+      if (events.length === 1) {
+        return new Response(last.payload, {
+          headers: { 'content-type': 'application/json', ...headers },
+        })
+      }
+      const sse = events.map((e) => `event: message\nid: ${e.id}\ndata: ${e.payload}\n\n`).join('')
+      return new Response(sse, { headers: { ...SSE_HEADERS, ...headers } })
+    } finally {
+      release?.()
     }
-    const sse = events.map((e) => `event: message\nid: ${e.id}\ndata: ${e.payload}\n\n`).join('')
-    return new Response(sse, { headers: { ...SSE_HEADERS, ...headers } })
   }
 
   /** Sends `initialize` and collects what the server sends until its response. */

@@ -21,7 +21,11 @@ describe('label values', () => {
 describe('BridgeMetrics', () => {
   it('serves every instrument in the Prometheus text format', async () => {
     const metrics = new BridgeMetrics({ serviceName: 'ferry-bridge', serviceVersion: '1.2.3' })
-    metrics.observe({ activeSessions: () => [['local', 3]], connections: () => 2 })
+    metrics.observe({
+      activeSessions: () => [['local', 3]],
+      connections: () => 2,
+      waitingStarts: () => [['local', 4]],
+    })
     metrics.operation('tools/call', undefined, 0.004)
     metrics.operation('made/up', '-32601', 0.001)
     metrics.sessionStart('local', 'ok', 0.3)
@@ -42,6 +46,7 @@ describe('BridgeMetrics', () => {
       'ferry_event_log_evictions_total 5',
       'ferry_sessions_active{ferry_runtime="local"} 3',
       'ferry_sidecar_connections 2',
+      'ferry_session_starts_waiting{ferry_runtime="local"} 4',
     ]) {
       expect(text).toContain(`${line}\n`)
     }

@@ -81,6 +81,8 @@ export interface GaugeSources {
   activeSessions(): Iterable<[runtime: string, count: number]>
   /** Open WebSocket connections to sidecars. */
   connections(): number
+  /** Session starts waiting for their turn to boot, by runtime kind. */
+  waitingStarts(): Iterable<[runtime: string, count: number]>
 }
 
 export class BridgeMetrics {
@@ -158,6 +160,16 @@ export class BridgeMetrics {
         description: 'Open WebSocket connections from this replica to sidecars',
       })
       .addCallback((result) => result.observe(sources.connections()))
+    this.meter
+      .createObservableGauge('ferry.session.starts.waiting', {
+        description:
+          'Session starts waiting for their turn to boot (bridge.local.maxConcurrentStarts)',
+      })
+      .addCallback((result) => {
+        for (const [runtime, count] of sources.waitingStarts()) {
+          result.observe(count, { [ATTR_FERRY_RUNTIME]: runtime })
+        }
+      })
   }
 
   /** A client message was answered after `seconds`; `errorType` unless it succeeded. */

@@ -57,7 +57,8 @@ export class Operation {
 }
 
 /** The phases of a session start, each an event on the session-start span. */
-export type StartPhase = 'workload.ready' | 'sidecar.connected' | 'initialize.answered'
+export type StartPhase =
+  'start.admitted' | 'workload.ready' | 'sidecar.connected' | 'initialize.answered'
 
 /** A session start: its latency by runtime and outcome, and its span when tracing. */
 export class SessionStart {

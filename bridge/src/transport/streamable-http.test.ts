@@ -364,7 +364,9 @@ describe('tracing through bridge, sidecar and server', () => {
     const [start] = named(spans, 'ferry.session.start', SpanKind.INTERNAL)
     expect(start!.parentSpanContext?.spanId).toBe(initialize!.spanContext().spanId)
     expect(forwarded!.parentSpanContext?.spanId).toBe(start!.spanContext().spanId)
+    // Local starts are gated by default, so the first phase is the start's turn.
     expect(start!.events.map((event) => event.name)).toEqual([
+      'start.admitted',
       'workload.ready',
       'sidecar.connected',
       'initialize.answered',
@@ -384,7 +386,10 @@ describe('tracing through bridge, sidecar and server', () => {
     expect(((await response.json()) as { error: { code: number } }).error.code).toBe(-32000)
     const spans = await finishedSpans()
     const [start] = named(spans, 'ferry.session.start', SpanKind.INTERNAL)
-    expect(start!.events.map((event) => event.name)).toEqual(['session.start.failed'])
+    expect(start!.events.map((event) => event.name)).toEqual([
+      'start.admitted',
+      'session.start.failed',
+    ])
     expect(start!.attributes['error.type']).toBe('spawn')
     expect(start!.status).toMatchObject({
       code: SpanStatusCode.ERROR,
