@@ -161,7 +161,13 @@ describe('tracing across bridge and sidecar processes', () => {
         ),
       'a session-start span'
     )
-    expect(start.events).toEqual(['workload.ready', 'sidecar.connected', 'initialize.answered'])
+    // A local start first takes its turn at the start gate (on by default).
+    expect(start.events).toEqual([
+      'start.admitted',
+      'workload.ready',
+      'sidecar.connected',
+      'initialize.answered',
+    ])
     const log = bridge.logs.find(
       (line) => line.msg === 'session started' && line.span_id === start.spanId
     )
@@ -170,6 +176,7 @@ describe('tracing across bridge and sidecar processes', () => {
       session: start.attributes['mcp.session.id'],
       server: 'fixture',
       request: 0,
+      queueMs: expect.any(Number),
     })
   })
 
