@@ -215,8 +215,8 @@ export const BridgeSettingsSchema = z
         /**
          * Most local session starts booting at once, each from its workload's start until its
          * server answers `initialize`; the others wait their turn within their `startTimeout`.
-         * `0` means no limit. Default: one more than the CPUs this process may use
-         * (`os.availableParallelism()`), so a boot waiting on its disk leaves no CPU idle.
+         * `0` means no limit. Default `os.availableParallelism() + 1`: one more than the CPUs
+         * this process may use, so a boot waiting on its disk leaves no CPU idle.
          */
         maxConcurrentStarts: integer()
           .min(0)

@@ -7,8 +7,8 @@
  * fails with the start timeout if that comes first, and gives up its place when its client
  * does. `0` lets every start boot at once.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { fixturePath, startBridge, type TestBridge } from '../helpers/bridge.ts'
@@ -20,15 +20,18 @@ const dir = mkdtempSync(join(tmpdir(), 'ferry-start-gate-'))
 /** The booting server finishes its boot once this file exists. */
 const go = join(dir, 'go')
 
-/** A server whose boot lasts until the `go` file exists; then it is the conformance fixture. */
-const booting = {
+/**
+ * A server whose boot lasts until the `go` file exists; then it is the conformance fixture. Each
+ * test boots its own (`tag`), so a server of an earlier test is never taken for it.
+ */
+const booting = (tag: string) => ({
   runtime: 'local',
   command: process.execPath,
   args: [
     '-e',
-    `const t = setInterval(() => { if (require('node:fs').existsSync(${JSON.stringify(go)})) { clearInterval(t); import(${JSON.stringify(fixturePath)}) } }, 10) //${MARKER}-booting`,
+    `const t = setInterval(() => { if (require('node:fs').existsSync(${JSON.stringify(go)})) { clearInterval(t); import(${JSON.stringify(fixturePath)}) } }, 10) //${MARKER}-${tag}`,
   ],
-}
+})
 /** The conformance fixture, tagged so its processes can be found. */
 const quick = (tag: string, extra: Record<string, unknown> = {}) => ({
   runtime: 'local',
@@ -47,16 +50,26 @@ const waitingStarts = async (bridge: TestBridge): Promise<number> => {
 }
 
 /**
- * Starts a session of `booting` and waits until its server process runs (holding its slot).
- * The answer comes wrapped: returned bare, it would be awaited, and it comes after the boot.
+ * Starts `count` sessions of the booting server `tag` and waits until all their server processes
+ * run (each holding a slot). The answers come wrapped: returned bare, they would be awaited, and
+ * they come after the boot.
  */
-const holdSlot = async (bridge: TestBridge): Promise<{ answer: Promise<Response> }> => {
-  const answer = initialize(bridge, 'booting')
-  await vi.waitFor(() => expect(processesWith(`${MARKER}-booting`)).not.toEqual([]), {
+const holdSlots = async (
+  bridge: TestBridge,
+  tag: string,
+  count = 1
+): Promise<{ answers: Promise<Response>[] }> => {
+  const answers = Array.from({ length: count }, () => initialize(bridge, tag))
+  await vi.waitFor(() => expect(processesWith(`${MARKER}-${tag}`)).toHaveLength(count), {
     timeout: 10_000,
   })
-  return { answer }
+  return { answers }
 }
+
+/** {@link holdSlots} for one start. */
+const holdSlot = async (bridge: TestBridge, tag: string) => ({
+  answer: (await holdSlots(bridge, tag)).answers[0]!,
+})
 
 const expectStarted = async (answer: Promise<Response>) => {
   const response = await answer
@@ -74,7 +87,9 @@ describe('maxConcurrentStarts: 1', () => {
     bridge = await startBridge({
       bridge: { local: { maxConcurrentStarts: 1 } },
       servers: {
-        booting,
+        'booting-wait': booting('booting-wait'),
+        'booting-timeout': booting('booting-timeout'),
+        'booting-abandon': booting('booting-abandon'),
         waiter: quick('waiter'),
         impatient: quick('impatient', { startTimeout: '300ms' }),
         abandoned: quick('abandoned'),
@@ -84,7 +99,7 @@ describe('maxConcurrentStarts: 1', () => {
   afterAll(() => bridge?.close())
 
   it('holds the next start back, spawning nothing, until the booting one is answered', async () => {
-    const { answer: first } = await holdSlot(bridge)
+    const { answer: first } = await holdSlot(bridge, 'booting-wait')
     const second = initialize(bridge, 'waiter')
     await vi.waitFor(async () => expect(await waitingStarts(bridge)).toBe(1), { timeout: 10_000 })
     expect(processesWith(`${MARKER}-waiter`)).toEqual([])
@@ -95,12 +110,14 @@ describe('maxConcurrentStarts: 1', () => {
     expect(await waitingStarts(bridge)).toBe(0)
   })
 
-  it('fails a start whose timeout comes while it waits, with the timeout, starting nothing', async () => {
-    const { answer: first } = await holdSlot(bridge)
-    const response = await initialize(bridge, 'impatient')
+  it('fails a start whose timeout comes while it waits, saying so, starting nothing', async () => {
+    const { answer: first } = await holdSlot(bridge, 'booting-timeout')
+    const answer = initialize(bridge, 'impatient')
+    await vi.waitFor(async () => expect(await waitingStarts(bridge)).toBe(1), { timeout: 10_000 })
+    const response = await answer
     expect(response.status).toBe(200)
     expect((await responseOf(response)).error?.message).toBe(
-      'Session start failed: the session did not become ready within 300 ms'
+      "Session start failed: no turn to start within the 300 ms start timeout: other sessions' starts held every slot (bridge.local.maxConcurrentStarts: 1), so the server was not started"
     )
     expect(response.headers.get('mcp-session-id')).toBeNull()
     expect(processesWith(`${MARKER}-impatient`)).toEqual([])
@@ -110,7 +127,7 @@ describe('maxConcurrentStarts: 1', () => {
   })
 
   it('gives up the place of a client that went away, starting nothing for it', async () => {
-    const { answer: first } = await holdSlot(bridge)
+    const { answer: first } = await holdSlot(bridge, 'booting-abandon')
     const client = new AbortController()
     const gone = initialize(bridge, 'abandoned', client.signal).catch((error: Error) => error)
     await vi.waitFor(async () => expect(await waitingStarts(bridge)).toBe(1), { timeout: 10_000 })
@@ -126,17 +143,17 @@ describe('maxConcurrentStarts: 1', () => {
 })
 
 describe('maxConcurrentStarts: 0', () => {
-  it('boots every start at once', async () => {
+  it('boots every start at once, more than the default limit', async () => {
+    const held = availableParallelism() + 2
     const bridge = await startBridge({
       bridge: { local: { maxConcurrentStarts: 0 } },
-      servers: { booting, other: quick('other') },
+      servers: { 'booting-many': booting('booting-many'), other: quick('other') },
     })
     try {
-      const { answer: first } = await holdSlot(bridge)
+      const { answers } = await holdSlots(bridge, 'booting-many', held)
       await expectStarted(initialize(bridge, 'other'))
-      expect(existsSync(go)).toBe(false)
       writeFileSync(go, '')
-      await expectStarted(first)
+      for (const answer of answers) await expectStarted(answer)
     } finally {
       await bridge.close()
     }

@@ -21,7 +21,7 @@ export {
   SessionCountUnavailable,
   sessionLimitsOf,
 } from './session-counter.ts'
-export { type StartSlotRelease, StartGate } from './start-gate.ts'
+export { type StartTurn, type StartTurnRequest, StartGate, StartTooLate } from './start-gate.ts'
 export {
   type RateLimiterOptions,
   type TakeResult,

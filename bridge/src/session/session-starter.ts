@@ -30,12 +30,12 @@ import {
   type SessionSlot,
   SessionCountUnavailable,
 } from '../limits/session-counter.ts'
-import type { StartGate } from '../limits/start-gate.ts'
+import { type StartGate, type StartTurn, StartTooLate } from '../limits/start-gate.ts'
 import type { RateLimiter } from '../limits/token-bucket.ts'
 import type { ConnectionPool } from '../relay/connection-pool.ts'
 import type { SidecarConnection } from '../relay/sidecar-connection.ts'
 import type { SessionRuntime } from '../runtime/runtime.ts'
-import { WorkloadStartError, abortReason } from '../runtime/runtime.ts'
+import { WorkloadStartError } from '../runtime/runtime.ts'
 import type { Keyring } from './keyring.ts'
 import type { SessionDirectory } from './session-directory.ts'
 import { SSE_HEADERS } from '../transport/sse-stream.ts'
@@ -288,13 +288,15 @@ export class SessionStarter {
     const started = Date.now()
     this.starting++
     const gate = this.options.gates?.[runtime.kind]
-    let release: (() => void) | undefined
+    let turn: StartTurn | undefined
     let admitted = started
     let workload
     try {
       if (gate) {
-        release = await gate.acquire(signal).catch(() => {
-          throw abortReason(signal)
+        turn = await this.turn(gate, signal, clientSignal, {
+          server: serverName,
+          deadline: started + server.startTimeout,
+          timeoutMs: server.startTimeout,
         })
         admitted = Date.now()
         start.phase('start.admitted')
@@ -311,12 +313,19 @@ export class SessionStarter {
       )
     } catch (error) {
       clearTimeout(timer)
-      release?.()
-      const reason = error instanceof WorkloadStartError ? error : undefined
-      return failed(start, reason?.failure ?? 'internal', reason?.message ?? 'internal error', {
+      turn?.release(false)
+      const fields = {
         error: (error as Error).message,
-        ...(gate ? { queueMs: (release ? admitted : Date.now()) - started } : {}),
-      })
+        ...(gate ? { queueMs: (turn ? admitted : Date.now()) - started } : {}),
+      }
+      if (clientSignal.aborted) return failed(start, 'cancelled', 'the client went away', fields)
+      const reason = error instanceof WorkloadStartError ? error : undefined
+      return failed(
+        start,
+        reason?.failure ?? 'internal',
+        reason?.message ?? 'internal error',
+        fields
+      )
     } finally {
       this.starting--
     }
@@ -396,6 +405,7 @@ export class SessionStarter {
         },
         'session started'
       )
+      turn?.release(true)
       start.phase('initialize.answered')
       start.succeed()
       succeeded()
@@ -410,7 +420,32 @@ export class SessionStarter {
       const sse = events.map((e) => `event: message\nid: ${e.id}\ndata: ${e.payload}\n\n`).join('')
       return new Response(sse, { headers: { ...SSE_HEADERS, ...headers } })
     } finally {
-      release?.()
+      turn?.release(false)
+    }
+  }
+
+  /**
+   * A turn at `gate` for a start, or the reason there is none as the start's failure: no turn
+   * before the start timeout, or one too late to boot the server in what was left of it.
+   */
+  private async turn(
+    gate: StartGate,
+    signal: AbortSignal,
+    clientSignal: AbortSignal,
+    request: { server: string; deadline: number; timeoutMs: number }
+  ): Promise<StartTurn> {
+    const asked = Date.now()
+    try {
+      return await gate.acquire(signal, request)
+    } catch (error) {
+      if (clientSignal.aborted) throw error
+      const limit = `bridge.local.maxConcurrentStarts: ${gate.limit}`
+      throw new WorkloadStartError(
+        'capacity',
+        error instanceof StartTooLate
+          ? `waited ${Date.now() - asked} ms for a turn to start (${limit}); a start of this server takes about ${error.typicalMs} ms, more than was left of its ${request.timeoutMs} ms start timeout, so the server was not started`
+          : `no turn to start within the ${request.timeoutMs} ms start timeout: other sessions' starts held every slot (${limit}), so the server was not started`
+      )
     }
   }
 
