@@ -26,23 +26,38 @@ const openSessions = async (contender: Contender, count: number, parallel: numbe
 
 const closeAll = (sessions: BenchSession[]) => Promise.all(sessions.map((s) => s.close()))
 
-/** One session, sequential `tools/call echo`. */
+/**
+ * One session per contender, sequential `tools/call echo` (summaries in the contenders' order):
+ * `calls` per contender, taken in
+ * `blocks` turns that go round the contenders, so that a slow spell of the machine (another
+ * tenant, CPU frequency) falls on all of them alike instead of on whichever ran then.
+ */
 export const latency = async (
-  contender: Contender,
+  contenders: Contender[],
   calls: number,
-  warmup: number
-): Promise<LatencySummary> => {
-  const session = contender.session()
-  await session.open()
-  for (let i = 0; i < warmup; i++) await session.echo(MESSAGE)
-  const samples: number[] = []
-  for (let i = 0; i < calls; i++) {
-    const t0 = performance.now()
-    await session.echo(MESSAGE)
-    samples.push(performance.now() - t0)
+  warmup: number,
+  blocks: number
+): Promise<LatencySummary[]> => {
+  const sessions = contenders.map((contender) => contender.session())
+  const samples = contenders.map((): number[] => [])
+  try {
+    for (const session of sessions) {
+      await session.open()
+      for (let i = 0; i < warmup; i++) await session.echo(MESSAGE)
+    }
+    for (let block = 0; block < blocks; block++) {
+      for (const [i, session] of sessions.entries()) {
+        for (let call = 0; call < calls / blocks; call++) {
+          const t0 = performance.now()
+          await session.echo(MESSAGE)
+          samples[i]!.push(performance.now() - t0)
+        }
+      }
+    }
+  } finally {
+    await closeAll(sessions)
   }
-  await session.close()
-  return summarize(samples)
+  return samples.map(summarize)
 }
 
 export interface Throughput {

@@ -150,7 +150,9 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
     '2025-06-18. The client is `node:http` with a keep-alive agent (no SDK), in the benchmark',
     'process. Contenders are started fresh for each round and measured interleaved, the order',
     `rotating per round; every figure is the median of ${r.rounds} rounds with the min–max range in`,
-    'brackets. Everything runs on loopback.',
+    'brackets. Latency runs every contender at once and takes its calls in blocks, in turn across',
+    'the contenders, so a slow spell of the machine falls on all of them alike. Everything runs on',
+    'loopback.',
     '',
     '![Latency percentiles and throughput by concurrency](benchmarks.svg)',
     '',
@@ -168,7 +170,7 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
       targetsOf(r).map((t) => [t.name, t.shown, t.target, t.met ? 'yes' : '**no**'])
     ),
     '',
-    `## Latency: one session, ${String(r.plan.latencyCalls)} sequential \`tools/call echo\` after ${String(r.plan.warmup)} warm-up calls (ms)`,
+    `## Latency: one session each, ${String(r.plan.latencyCalls)} sequential \`tools/call echo\` in ${String(r.plan.latencyBlocks)} blocks taken in turn, after ${String(r.plan.warmup)} warm-up calls (ms)`,
     '',
     table(
       ['contender', 'p50', 'p90', 'p99', 'max'],

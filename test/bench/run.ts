@@ -33,6 +33,7 @@ const rounds = Number(values.rounds)
 const quick = values.quick
 const plan = {
   latencyCalls: quick ? 500 : 2000,
+  latencyBlocks: 10,
   warmup: quick ? 100 : 300,
   throughputMs: quick ? 1000 : 3000,
   inFlight: [1, 16, 64],
@@ -64,17 +65,29 @@ const results: Results = {
 }
 
 const log = (text: string) => process.stderr.write(`${text}\n`)
+// Latency runs all at once, block by block; the other measures one contender after another.
 // `floor`, the two-hop floor, is measured for latency only; `ferry-ungated`, Ferry without its
 // start gate, for session start only.
-const contenders = ['ferry', 'supergateway', 'stdio', 'floor', 'ferry-ungated'] as const
+const latencyContenders = ['ferry', 'supergateway', 'stdio', 'floor'] as const
+const contenders = ['ferry', 'supergateway', 'stdio', 'ferry-ungated'] as const
 const push = <T>(table: Record<string, T[]>, name: string, value: T) => {
   ;(table[name] ??= []).push(value)
 }
 
 for (let round = 1; round <= rounds; round++) {
   // Rotate the order each round so no contender always runs first on a cold machine.
-  const order = contenders.map((_, i) => contenders[(i + round) % contenders.length]!)
-  for (const name of order) {
+  const rotated = <T>(list: readonly T[]) => list.map((_, i) => list[(i + round) % list.length]!)
+  log(`round ${round}/${rounds}: latency`)
+  const names = rotated(latencyContenders)
+  const running: Contender[] = []
+  try {
+    for (const name of names) running.push(await starters[name]!())
+    const summaries = await latency(running, plan.latencyCalls, plan.warmup, plan.latencyBlocks)
+    summaries.forEach((summary, i) => push(results.latency, names[i]!, summary))
+  } finally {
+    await Promise.all(running.map((contender) => contender.stop()))
+  }
+  for (const name of rotated(contenders)) {
     log(`round ${round}/${rounds}: ${name}`)
     const contender: Contender = await starters[name]!()
     try {
@@ -82,8 +95,6 @@ for (let round = 1; round <= rounds; round++) {
         push(results.sessionStart, name, await sessionStart(contender, plan.startSessions, 5))
         continue
       }
-      push(results.latency, name, await latency(contender, plan.latencyCalls, plan.warmup))
-      if (name === 'floor') continue
       if (name !== 'stdio') {
         for (const inFlight of plan.inFlight) {
           push(
