@@ -293,11 +293,7 @@ export class SessionStarter {
     let workload
     try {
       if (gate) {
-        turn = await this.turn(gate, signal, clientSignal, {
-          server: serverName,
-          deadline: started + server.startTimeout,
-          timeoutMs: server.startTimeout,
-        })
+        turn = await this.turn(gate, signal, clientSignal, serverName, server.startTimeout)
         admitted = Date.now()
         start.phase('start.admitted')
       }
@@ -432,19 +428,20 @@ export class SessionStarter {
     gate: StartGate,
     signal: AbortSignal,
     clientSignal: AbortSignal,
-    request: { server: string; deadline: number; timeoutMs: number }
+    serverName: string,
+    timeoutMs: number
   ): Promise<StartTurn> {
     const asked = Date.now()
     try {
-      return await gate.acquire(signal, request)
+      return await gate.acquire(signal, { server: serverName, deadline: asked + timeoutMs })
     } catch (error) {
       if (clientSignal.aborted) throw error
       const limit = `bridge.local.maxConcurrentStarts: ${gate.limit}`
       throw new WorkloadStartError(
         'capacity',
         error instanceof StartTooLate
-          ? `waited ${Date.now() - asked} ms for a turn to start (${limit}); a start of this server takes about ${error.typicalMs} ms, more than was left of its ${request.timeoutMs} ms start timeout, so the server was not started`
-          : `no turn to start within the ${request.timeoutMs} ms start timeout: other sessions' starts held every slot (${limit}), so the server was not started`
+          ? `waited ${Date.now() - asked} ms for a turn to start (${limit}); a start of this server takes about ${error.typicalMs} ms, more than was left of its ${timeoutMs} ms start timeout, so the server was not started`
+          : `no turn to start within the ${timeoutMs} ms start timeout: other sessions' starts held every slot (${limit}), so the server was not started`
       )
     }
   }

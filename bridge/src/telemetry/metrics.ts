@@ -146,30 +146,29 @@ export class BridgeMetrics {
 
   /** Starts reading the gauges from `sources`. */
   observe(sources: GaugeSources): void {
-    this.meter
-      .createObservableGauge('ferry.sessions.active', {
-        description: 'Running sessions this replica started',
-      })
-      .addCallback((result) => {
-        for (const [runtime, count] of sources.activeSessions()) {
+    const byRuntime = (
+      name: string,
+      description: string,
+      counts: () => Iterable<[runtime: string, count: number]>
+    ) =>
+      this.meter.createObservableGauge(name, { description }).addCallback((result) => {
+        for (const [runtime, count] of counts()) {
           result.observe(count, { [ATTR_FERRY_RUNTIME]: runtime })
         }
       })
+    byRuntime('ferry.sessions.active', 'Running sessions this replica started', () =>
+      sources.activeSessions()
+    )
+    byRuntime(
+      'ferry.session.starts.waiting',
+      'Session starts waiting for their turn to boot (bridge.local.maxConcurrentStarts)',
+      () => sources.waitingStarts()
+    )
     this.meter
       .createObservableGauge('ferry.sidecar.connections', {
         description: 'Open WebSocket connections from this replica to sidecars',
       })
       .addCallback((result) => result.observe(sources.connections()))
-    this.meter
-      .createObservableGauge('ferry.session.starts.waiting', {
-        description:
-          'Session starts waiting for their turn to boot (bridge.local.maxConcurrentStarts)',
-      })
-      .addCallback((result) => {
-        for (const [runtime, count] of sources.waitingStarts()) {
-          result.observe(count, { [ATTR_FERRY_RUNTIME]: runtime })
-        }
-      })
   }
 
   /** A client message was answered after `seconds`; `errorType` unless it succeeded. */
