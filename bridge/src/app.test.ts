@@ -162,6 +162,23 @@ describe('plain routes', () => {
     expect((await closing.app.request('/readyz')).status).toBe(503)
   })
 
+  it('every response carries the request id, security headers and no-store by default', async () => {
+    const given = await bridge.app.request('/healthz', { headers: { 'x-request-id': 'req-7' } })
+    expect(given.headers.get('x-request-id')).toBe('req-7')
+    const fresh = await bridge.app.request('/nope', { headers: { 'x-request-id': 'bad id' } })
+    expect(fresh.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/)
+    for (const response of [given, fresh]) {
+      expect(response.headers.get('x-content-type-options')).toBe('nosniff')
+      expect(response.headers.get('referrer-policy')).toBe('no-referrer')
+      expect(response.headers.get('x-frame-options')).toBe('DENY')
+      expect(response.headers.get('content-security-policy')).toBe(
+        "default-src 'none'; frame-ancestors 'none'"
+      )
+      expect(response.headers.get('cache-control')).toBe('no-store')
+      expect(response.headers.get('access-control-allow-origin')).toBeNull()
+    }
+  })
+
   it('an unknown route is a JSON 404', async () => {
     for (const path of ['/nope', '/conf/mcp/extra', '/conf', '/']) {
       const body = await expectJsonError(
@@ -410,6 +427,9 @@ describe('a session through the bridge', () => {
     )
     expect(response.status).toBe(200)
     expect(response.headers.get('content-type')).toBe('text/event-stream')
+    // The stream's own cache policy stays; the standard headers come with it.
+    expect(response.headers.get('cache-control')).toBe('no-cache, no-transform')
+    expect(response.headers.get('x-content-type-options')).toBe('nosniff')
     expect(response.headers.get('mcp-session-id')).toBeNull()
     const text = await readAll(response)
     const stream = requestStreamKey(3)

@@ -115,7 +115,11 @@ const httpContender = (
  * Ferry on its defaults; `ungated` lets every local start boot at once
  * (`bridge.local.maxConcurrentStarts: 0`), to show what the gate does to session starts.
  */
-const startFerry = async (name = 'ferry', ungated = false): Promise<Contender> => {
+const startFerry = async (
+  name = 'ferry',
+  ungated = false,
+  bin = 'bridge/dist/bin.js'
+): Promise<Contender> => {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-bench-'))
   const catalog = join(dir, 'catalog.json')
   writeFileSync(
@@ -141,14 +145,10 @@ const startFerry = async (name = 'ferry', ungated = false): Promise<Contender> =
   )
   const port = await freePort()
   // The same command `npm start` and the bridge image run.
-  const child = spawn(
-    process.execPath,
-    [...BRIDGE_NODE_FLAGS, join(root, 'bridge/dist/bin.js'), 'serve'],
-    {
-      env: { ...process.env, FERRY_CONFIG: catalog, PORT: String(port) },
-      stdio: ['ignore', 'ignore', 'ignore'],
-    }
-  )
+  const child = spawn(process.execPath, [...BRIDGE_NODE_FLAGS, join(root, bin), 'serve'], {
+    env: { ...process.env, FERRY_CONFIG: catalog, PORT: String(port) },
+    stdio: ['ignore', 'ignore', 'ignore'],
+  })
   await waitForPort(port, child)
   return httpContender(name, child, `http://127.0.0.1:${port}/mcp`)
 }
@@ -220,14 +220,15 @@ const startScript = async (script: string, args: string[]): Promise<ChildProcess
 /**
  * The two-hop floor: Ferry's process layout (HTTP bridge → WebSocket on a Unix socket → relay
  * → stdio server) with nothing but the relaying (floor-bridge.ts, floor-relay.ts). One session.
+ * `front` is how the floor bridge serves HTTP: `node:http` directly, or through Hono.
  */
-export const startFloor = async (): Promise<Contender> => {
+const startFloor = async (name: string, front: 'node' | 'hono'): Promise<Contender> => {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-floor-'))
   const socket = join(dir, 'relay.sock')
   const relay = await startScript('floor-relay.ts', [socket, ...everythingServer])
   const port = await freePort()
-  const bridge = await startScript('floor-bridge.ts', [socket, String(port)])
-  const contender = httpContender('two-hop floor', bridge, `http://127.0.0.1:${port}/mcp`)
+  const bridge = await startScript('floor-bridge.ts', [socket, String(port), front])
+  const contender = httpContender(name, bridge, `http://127.0.0.1:${port}/mcp`)
   return {
     ...contender,
     pids: () => [...contender.pids(), ...(relay.pid ? processTree(relay.pid) : [])],
@@ -244,5 +245,6 @@ export const starters: Record<string, () => Promise<Contender>> = {
   'ferry-ungated': () => startFerry('ferry-ungated', true),
   supergateway: startSupergateway,
   stdio: startStdio,
-  floor: startFloor,
+  floor: () => startFloor('two-hop floor', 'node'),
+  'hono-floor': () => startFloor('two-hop floor on Hono', 'hono'),
 }

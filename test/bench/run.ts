@@ -66,9 +66,9 @@ const results: Results = {
 
 const log = (text: string) => process.stderr.write(`${text}\n`)
 // Latency runs all at once, block by block; the other measures one contender after another.
-// `floor`, the two-hop floor, is measured for latency only; `ferry-ungated`, Ferry without its
-// start gate, for session start only.
-const latencyContenders = ['ferry', 'supergateway', 'stdio', 'floor'] as const
+// The two-hop floors (`floor`, and `hono-floor` served through Hono) are measured for latency
+// only; `ferry-ungated`, Ferry without its start gate, for session start only.
+const latencyContenders = ['ferry', 'supergateway', 'stdio', 'floor', 'hono-floor'] as const
 const contenders = ['ferry', 'supergateway', 'stdio', 'ferry-ungated'] as const
 const push = <T>(table: Record<string, T[]>, name: string, value: T) => {
   ;(table[name] ??= []).push(value)

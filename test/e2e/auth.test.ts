@@ -542,6 +542,7 @@ describe('hardening', () => {
     })
     expect(insane.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/)
     expect(insane.headers.get('x-content-type-options')).toBe('nosniff')
+    expect(insane.headers.get('cache-control')).toBe('no-store')
     // A response's own cache-control stays.
     const metadata = await fetch(metadataUrl('fixture'))
     expect(metadata.status).toBe(200)

@@ -297,6 +297,17 @@ describe('checkPostAccept', () => {
     notAcceptable('application/json;q=0, text/event-stream')
     notAcceptable('application/json;q=0.000, text/event-stream')
   })
+
+  it('answers each header on its own when the same ones come again (the last answer is kept)', () => {
+    for (let round = 0; round < 2; round++) {
+      ok('application/json, text/event-stream')
+      ok('application/json, text/event-stream')
+      notAcceptable('application/json')
+      notAcceptable('application/json')
+      ok('*/*')
+      notAcceptable('application/json, text/event-stream;q=0')
+    }
+  })
 })
 
 describe('checkGetAccept', () => {

@@ -92,9 +92,25 @@ const accepts = (accept: string, type: string) => {
   })
 }
 
+/**
+ * Whether an Accept header allows both JSON and SSE answers. A client sends the same header on
+ * every POST, so the answer for the last one is kept: parsing it is most of this check's cost.
+ */
+const postAcceptable = (() => {
+  let last: string | undefined
+  let lastResult = false
+  return (accept: string) => {
+    if (accept !== last) {
+      lastResult = accepts(accept, 'application/json') && accepts(accept, 'text/event-stream')
+      last = accept
+    }
+    return lastResult
+  }
+})()
+
 /** POST must accept both JSON and SSE answers: the bridge picks one per request. */
 export const checkPostAccept = (accept: string | undefined): void => {
-  if (!accept || !accepts(accept, 'application/json') || !accepts(accept, 'text/event-stream')) {
+  if (!accept || !postAcceptable(accept)) {
     throw new FerryHTTPError(
       406,
       ErrorCode.InvalidRequest,
