@@ -101,8 +101,8 @@ export const createApp = (options: AppOptions): Hono => {
     )
     // On Node the standard headers go onto the outgoing message, where the response's own
     // headers override them when it is written. Setting them on `c.res.headers` instead turns
-    // node-server's lightweight response into a full Headers object, which cost a fifth of the
-    // latency of a relayed call (docs/benchmarks.md).
+    // node-server's lightweight response into a full Headers object: about 5% of the bridge's
+    // CPU per relayed call, measured old against new with calls alternating.
     const outgoing = c.env?.outgoing
     if (outgoing) for (const [name, value] of standard) outgoing.setHeader(name, value)
     if (preflight) {
