@@ -21,7 +21,7 @@ import {
   requestStreamKey,
 } from '@ferry/shared'
 import { sidecarBundlePath } from './index.ts'
-import { waitUntil as waitFor } from './test-support.ts'
+import { TEST_SETTINGS, waitUntil as waitFor } from './test-support.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const BUNDLE = sidecarBundlePath()
@@ -544,15 +544,7 @@ describe('the sidecar bundle', () => {
         command: process.execPath,
         args: [FIXTURE],
         env: { PATH: process.env.PATH },
-        settings: {
-          idleTimeoutMs: 60_000,
-          stopGraceMs: 1000,
-          maxLineBytes: 1 << 20,
-          maxPayload: 1 << 20,
-          heartbeatMs: 60_000,
-          eventLog: { maxEvents: 100, maxBytes: 1 << 20, maxAgeMs: 60_000 },
-          logLevel: 'silent',
-        },
+        settings: { ...TEST_SETTINGS, stopGraceMs: 1000 },
       },
     })
     expect(await next('started')).toEqual({ t: 'started', id: 1 })

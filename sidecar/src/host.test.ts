@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { FRAME_PROTOCOL, UpgradeHeader, silentLogger } from '@ferry/shared'
 import { type HostEvent, type HostedSessionSpec, runSidecarHost } from './host.ts'
-import { liveProcessesWith, waitUntil } from './test-support.ts'
+import { TEST_SETTINGS, liveProcessesWith, waitUntil } from './test-support.ts'
 
 /** A server that idles until its stdin closes, its command line carrying `marker`. */
 const IDLE_SERVER = 'process.stdin.resume();process.stdin.on("end",()=>process.exit(0))'
@@ -21,15 +21,7 @@ const session = (sessionName: string, secret: string, marker: string): HostedSes
   command: process.execPath,
   args: ['-e', `${IDLE_SERVER}//${marker}`],
   env: { PATH: process.env.PATH },
-  settings: {
-    idleTimeoutMs: 60_000,
-    stopGraceMs: 200,
-    maxLineBytes: 1024 * 1024,
-    maxPayload: 1024 * 1024,
-    heartbeatMs: 60_000,
-    eventLog: { maxEvents: 100, maxBytes: 1024 * 1024, maxAgeMs: 60_000 },
-    logLevel: 'silent',
-  },
+  settings: TEST_SETTINGS,
 })
 
 const startHost = async () => {

@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { silentLogger } from '@ferry/shared'
 import { runSidecar, type SidecarOptions } from './sidecar.ts'
-import { liveProcessesWith, waitUntil } from './test-support.ts'
+import { TEST_SETTINGS, liveProcessesWith, waitUntil } from './test-support.ts'
 
 const HAS_PROC = existsSync('/proc/self/stat')
 
@@ -36,13 +36,7 @@ const options = (marker: string, overrides: Partial<SidecarOptions> = {}): Sidec
   verifier: 'c2VjcmV0',
   host: '127.0.0.1',
   port: 0,
-  idleTimeoutMs: 60_000,
-  stopGraceMs: 200,
-  maxLineBytes: 1024 * 1024,
-  maxPayload: 1024 * 1024,
-  heartbeatMs: 60_000,
-  eventLog: { maxEvents: 100, maxBytes: 1024 * 1024, maxAgeMs: 60_000 },
-  logLevel: 'silent',
+  ...TEST_SETTINGS,
   logger: silentLogger,
   ...overrides,
 })

@@ -3,6 +3,18 @@
  * Helpers shared by the sidecar's tests (not part of the package: excluded from its build).
  */
 import { readFileSync, readdirSync } from 'node:fs'
+import type { SidecarSettings } from './cli.ts'
+
+/** Session settings for tests: generous limits, quiet logs, a short stop grace. */
+export const TEST_SETTINGS: SidecarSettings = {
+  idleTimeoutMs: 60_000,
+  stopGraceMs: 200,
+  maxLineBytes: 1 << 20,
+  maxPayload: 1 << 20,
+  heartbeatMs: 60_000,
+  eventLog: { maxEvents: 100, maxBytes: 1 << 20, maxAgeMs: 60_000 },
+  logLevel: 'silent',
+}
 
 /** Polls until `condition` holds, failing after a bounded wait. */
 export const waitUntil = async (
