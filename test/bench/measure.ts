@@ -1,4 +1,4 @@
-/** The benchmark measurements, each run against one contender. */
+/** The benchmark measurements: latency and throughput across contenders at once, the rest one by one. */
 import type { Contender, BenchSession } from './contenders.ts'
 import { memoryOf } from './memory.ts'
 import { type LatencySummary, summarize } from './stats.ts'
@@ -67,36 +67,55 @@ export interface Throughput {
   clientCpu: number
 }
 
-/** `sessions` sessions, `inFlight` requests outstanding at all times, for `durationMs`. */
+/**
+ * `sessionCount` sessions per contender with `inFlight` requests outstanding at all times, for
+ * `durationMs` per contender in all (results in the contenders' order). The time is taken in
+ * `windows` turns that go round the contenders, as {@link latency} takes its blocks, so a slow
+ * spell of the machine falls on all of them alike instead of on whichever ran then.
+ */
 export const throughput = async (
-  contender: Contender,
+  contenders: Contender[],
   sessionCount: number,
   inFlight: number,
-  durationMs: number
-): Promise<Throughput> => {
-  const { sessions } = await openSessions(contender, sessionCount, sessionCount)
-  for (const session of sessions) for (let i = 0; i < 50; i++) await session.echo(MESSAGE)
-  const samples: number[] = []
-  const cpu0 = process.cpuUsage()
-  const t0 = performance.now()
-  const deadline = t0 + durationMs
-  await Promise.all(
-    Array.from({ length: inFlight }, async (_, worker) => {
-      const session = sessions[worker % sessions.length]!
-      while (performance.now() < deadline) {
-        const start = performance.now()
-        await session.echo(MESSAGE)
-        samples.push(performance.now() - start)
+  durationMs: number,
+  windows: number
+): Promise<Throughput[]> => {
+  const opened: BenchSession[][] = []
+  try {
+    for (const contender of contenders) {
+      const { sessions } = await openSessions(contender, sessionCount, sessionCount)
+      opened.push(sessions)
+      for (const session of sessions) for (let i = 0; i < 50; i++) await session.echo(MESSAGE)
+    }
+    const totals = contenders.map(() => ({ samples: [] as number[], elapsedMs: 0, cpuMs: 0 }))
+    for (let window = 0; window < windows; window++) {
+      for (const [i, sessions] of opened.entries()) {
+        const total = totals[i]!
+        const cpu0 = process.cpuUsage()
+        const t0 = performance.now()
+        const deadline = t0 + durationMs / windows
+        await Promise.all(
+          Array.from({ length: inFlight }, async (_, worker) => {
+            const session = sessions[worker % sessions.length]!
+            while (performance.now() < deadline) {
+              const start = performance.now()
+              await session.echo(MESSAGE)
+              total.samples.push(performance.now() - start)
+            }
+          })
+        )
+        total.elapsedMs += performance.now() - t0
+        const cpu = process.cpuUsage(cpu0)
+        total.cpuMs += (cpu.user + cpu.system) / 1000
       }
-    })
-  )
-  const elapsed = performance.now() - t0
-  const cpu = process.cpuUsage(cpu0)
-  await closeAll(sessions)
-  return {
-    rps: (samples.length / elapsed) * 1000,
-    latency: summarize(samples),
-    clientCpu: (cpu.user + cpu.system) / 1000 / elapsed,
+    }
+    return totals.map(({ samples, elapsedMs, cpuMs }) => ({
+      rps: (samples.length / elapsedMs) * 1000,
+      latency: summarize(samples),
+      clientCpu: cpuMs / elapsedMs,
+    }))
+  } finally {
+    await Promise.all(opened.map(closeAll))
   }
 }
 

@@ -100,7 +100,7 @@ const floorNote = (r: Results): string[] => {
   const [floor, hono, ferry, sg] = ['floor', 'hono-floor', 'ferry', 'supergateway'].map(p50)
   if ([floor, hono, ferry, sg].some(Number.isNaN)) return []
   const share = (value: number) => `${(value / sg!).toFixed(2)} × supergateway's`
-  const us = (ms: number) => `${Math.round(ms * 1000)} µs`
+  const step = (ms: number) => `${ms < 0 ? '−' : '+'}${Math.abs(Math.round(ms * 1000))} µs`
   return [
     "The two-hop floor is Ferry's process layout with nothing but the relaying: a `node:http`",
     'server that forwards each body over one `ws` connection on a Unix socket to a relay that',
@@ -114,8 +114,8 @@ const floorNote = (r: Results): string[] => {
       ['p50', 'ms', 'share of supergateway', 'step'],
       [
         ['two-hop floor', floor!.toFixed(3), share(floor!), '—'],
-        ['two-hop floor on Hono', hono!.toFixed(3), share(hono!), `+${us(hono! - floor!)}`],
-        ['Ferry', ferry!.toFixed(3), share(ferry!), `+${us(ferry! - hono!)}`],
+        ['two-hop floor on Hono', hono!.toFixed(3), share(hono!), step(hono! - floor!)],
+        ['Ferry', ferry!.toFixed(3), share(ferry!), step(ferry! - hono!)],
       ]
     ),
     '',
@@ -172,9 +172,9 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
     '2025-06-18. The client is `node:http` with a keep-alive agent (no SDK), in the benchmark',
     'process. Contenders are started fresh for each round and measured interleaved, the order',
     `rotating per round; every figure is the median of ${r.rounds} rounds with the min–max range in`,
-    'brackets. Latency runs every contender at once and takes its calls in blocks, in turn across',
-    'the contenders, so a slow spell of the machine falls on all of them alike. Everything runs on',
-    'loopback.',
+    'brackets. Latency and throughput run their contenders at once and take their calls in blocks',
+    '(latency) or time windows (throughput), in turn across the contenders, so a slow spell of the',
+    'machine falls on all of them alike. Everything runs on loopback.',
     '',
     '![Latency percentiles and throughput by concurrency](benchmarks.svg)',
     '',
@@ -208,7 +208,7 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
     ),
     '',
     ...floorNote(r),
-    `## Throughput: 4 sessions, requests in flight held constant for ${Number(r.plan.throughputMs) / 1000} s`,
+    `## Throughput: 4 sessions, requests in flight held constant for ${Number(r.plan.throughputMs) / 1000} s per contender, in ${String(r.plan.throughputWindows)} windows taken in turn`,
     '',
     table(
       [

@@ -36,6 +36,7 @@ const plan = {
   latencyBlocks: 10,
   warmup: quick ? 100 : 300,
   throughputMs: quick ? 1000 : 3000,
+  throughputWindows: 6,
   inFlight: [1, 16, 64],
   startSessions: quick ? 10 : 20,
   memorySessions: quick ? 10 : 50,
@@ -65,10 +66,12 @@ const results: Results = {
 }
 
 const log = (text: string) => process.stderr.write(`${text}\n`)
-// Latency runs all at once, block by block; the other measures one contender after another.
-// The two-hop floors (`floor`, and `hono-floor` served through Hono) are measured for latency
-// only; `ferry-ungated`, Ferry without its start gate, for session start only.
+// Latency and throughput run their contenders all at once, in turns; session start and memory
+// one contender after another. The two-hop floors (`floor`, and `hono-floor` served through
+// Hono) are measured for latency only; `ferry-ungated`, Ferry without its start gate, for
+// session start only.
 const latencyContenders = ['ferry', 'supergateway', 'stdio', 'floor', 'hono-floor'] as const
+const throughputContenders = ['ferry', 'supergateway'] as const
 const contenders = ['ferry', 'supergateway', 'stdio', 'ferry-ungated'] as const
 const push = <T>(table: Record<string, T[]>, name: string, value: T) => {
   ;(table[name] ??= []).push(value)
@@ -77,16 +80,38 @@ const push = <T>(table: Record<string, T[]>, name: string, value: T) => {
 for (let round = 1; round <= rounds; round++) {
   // Rotate the order each round so no contender always runs first on a cold machine.
   const rotated = <T>(list: readonly T[]) => list.map((_, i) => list[(i + round) % list.length]!)
+  /** Starts `list` (rotated) together and hands them to `measure`; stops them after. */
+  const together = async (
+    list: readonly string[],
+    measure: (running: Contender[], names: string[]) => Promise<void>
+  ) => {
+    const names = rotated(list)
+    const running: Contender[] = []
+    try {
+      for (const name of names) running.push(await starters[name]!())
+      await measure(running, names)
+    } finally {
+      await Promise.all(running.map((contender) => contender.stop()))
+    }
+  }
   log(`round ${round}/${rounds}: latency`)
-  const names = rotated(latencyContenders)
-  const running: Contender[] = []
-  try {
-    for (const name of names) running.push(await starters[name]!())
+  await together(latencyContenders, async (running, names) => {
     const summaries = await latency(running, plan.latencyCalls, plan.warmup, plan.latencyBlocks)
     summaries.forEach((summary, i) => push(results.latency, names[i]!, summary))
-  } finally {
-    await Promise.all(running.map((contender) => contender.stop()))
-  }
+  })
+  log(`round ${round}/${rounds}: throughput`)
+  await together(throughputContenders, async (running, names) => {
+    for (const inFlight of plan.inFlight) {
+      const measured = await throughput(
+        running,
+        4,
+        inFlight,
+        plan.throughputMs,
+        plan.throughputWindows
+      )
+      measured.forEach((t, i) => push((results.throughput[inFlight] ??= {}), names[i]!, t))
+    }
+  })
   for (const name of rotated(contenders)) {
     log(`round ${round}/${rounds}: ${name}`)
     const contender: Contender = await starters[name]!()
@@ -94,15 +119,6 @@ for (let round = 1; round <= rounds; round++) {
       if (name === 'ferry-ungated') {
         push(results.sessionStart, name, await sessionStart(contender, plan.startSessions, 5))
         continue
-      }
-      if (name !== 'stdio') {
-        for (const inFlight of plan.inFlight) {
-          push(
-            (results.throughput[inFlight] ??= {}),
-            name,
-            await throughput(contender, 4, inFlight, plan.throughputMs)
-          )
-        }
       }
       push(results.sessionStart, name, await sessionStart(contender, plan.startSessions, 5))
       push(results.memory, name, await memory(contender, plan.memorySessions))
