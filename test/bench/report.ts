@@ -1,6 +1,7 @@
 /** Turns benchmark results into `docs/benchmarks.md` and its SVG chart. */
 import type { Memory, SessionStart, Throughput } from './measure.ts'
 import type { KubernetesStart } from './kubernetes-start.ts'
+import type { ProfileGraph } from './profiles.ts'
 import type { ScaleResult } from './scale.ts'
 import { type LatencySummary, type Spread, spread } from './stats.ts'
 
@@ -15,6 +16,8 @@ export interface Results {
   memory: Record<string, Memory[]>
   scale?: ScaleResult[]
   kubernetes?: KubernetesStart
+  /** Flame graphs written to `docs/profiles/`, and the calls they cover. */
+  profiles?: { calls: number; graphs: ProfileGraph[] }
 }
 
 const ms = (value: number) => (value < 10 ? value.toFixed(3) : value.toFixed(1))
@@ -336,11 +339,33 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
       ''
     )
   }
+  if (r.profiles) {
+    const { calls, graphs } = r.profiles
+    add(
+      '## Where the time goes: flame graphs',
+      '',
+      'After the measurements above, Ferry and the two-hop floor on Hono each served one session',
+      `${calls} more sequential \`tools/call echo\` calls with every process under \`node --cpu-prof\``,
+      '(a sample every 250 µs). Each graph counts the samples taken while those calls ran, idle',
+      'ones left out, in µs per call (hover a frame, in the SVG itself, for its figure). The',
+      'profiler slows what it watches, so compare the graphs with each other rather than with the',
+      'CPU figures above. A wide `writev` or `writeUtf8String` is a write to the next process in the',
+      'chain: on two cores the writer is often descheduled right there in favour of the process it',
+      'woke, and that wait is counted as the write.',
+      '',
+      table(
+        ['process', 'not idle, per call'],
+        graphs.map((g) => [`[${g.title}](profiles/${g.file})`, `${g.busyUsPerCall.toFixed(0)} µs`])
+      ),
+      '',
+      ...graphs.flatMap((g) => [`![${g.title}](profiles/${g.file})`, ''])
+    )
+  }
   add(
     '## Commands',
     '',
     '```sh',
-    'npm run bench               # 3 rounds, writes this page and benchmarks.svg',
+    'npm run bench               # 3 rounds, writes this page, benchmarks.svg and profiles/',
     'npm run bench -- --quick    # short smoke run',
     '```',
     ''

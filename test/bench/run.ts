@@ -1,15 +1,16 @@
 /**
  * `npm run bench`: Ferry against supergateway 4.0.0 `--stateful` and direct stdio,
  * all fronting the same server-everything stdio server, interleaved round by
- * round so ratios hold on a noisy machine. Writes `docs/benchmarks.md` and
- * `docs/benchmarks.svg`. Loopback only; every phase is bounded.
+ * round so ratios hold on a noisy machine. Writes `docs/benchmarks.md`,
+ * `docs/benchmarks.svg` and flame graphs in `docs/profiles/`. Loopback only; every phase
+ * is bounded.
  *
  * Options: `--rounds N` (default 3), `--quick` (short phases, for a smoke run),
  * `--no-write` (print only).
  */
 import { execFileSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
-import { cpus, totalmem } from 'node:os'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
@@ -19,6 +20,7 @@ import { latency, memory, sessionStart, throughput } from './measure.ts'
 import { renderReport, type Results } from './report.ts'
 import { runKubernetesStart } from './kubernetes-start.ts'
 import { runScale } from './scale.ts'
+import { runProfiles } from './profiles.ts'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const require = createRequire(import.meta.url)
@@ -41,6 +43,7 @@ const plan = {
   startSessions: quick ? 10 : 20,
   memorySessions: quick ? 10 : 50,
   scaleSessions: quick ? [200, 1000] : [1000, 10_000],
+  profileCalls: quick ? 1000 : 5000,
 }
 
 const versionOf = (pkg: string) => (require(`${pkg}/package.json`) as { version: string }).version
@@ -132,11 +135,21 @@ log('kubernetes runtime on the simulated cluster')
 results.kubernetes = await runKubernetesStart(quick ? 5 : 20)
 log('scale')
 results.scale = await runScale(plan.scaleSessions)
+log('profiles')
+const profileDir = values['no-write']
+  ? mkdtempSync(join(tmpdir(), 'ferry-bench-profiles-'))
+  : join(here, '../../docs/profiles')
+results.profiles = {
+  calls: plan.profileCalls,
+  graphs: await runProfiles(plan.profileCalls, profileDir),
+}
 
 const { markdown, svg } = renderReport(results)
 process.stdout.write(markdown)
 if (!values['no-write']) {
   writeFileSync(join(here, '../../docs/benchmarks.md'), markdown)
   writeFileSync(join(here, '../../docs/benchmarks.svg'), svg)
-  log('wrote docs/benchmarks.md and docs/benchmarks.svg')
+  log('wrote docs/benchmarks.md, docs/benchmarks.svg and docs/profiles/')
+} else {
+  rmSync(profileDir, { recursive: true, force: true })
 }
