@@ -217,13 +217,19 @@ describe('StdioServerProcess', () => {
   })
 
   it('stops a server blocked on output while output is paused', async () => {
-    const { server, nextMessage } = nodeServer(`
+    // The point is that SIGTERM alone ends a server blocked in a write. A loaded machine can
+    // take longer than the usual 200 ms to run the dying server, so the grace before SIGKILL is
+    // long here; the test still ends as soon as the server does.
+    const { server, nextMessage } = nodeServer(
+      `
       const pad = 'x'.repeat(16 * 1024)
       console.log('ready')
       process.stdin.once('data', () => {
         for (let i = 0; i < 1000; i++) process.stdout.write(JSON.stringify({ i, pad }) + '\\n')
       })
-    `)
+    `,
+      { stopGraceMs: 5_000 }
+    )
     await server.start()
     await nextMessage((line) => line === 'ready')
     server.pauseOutput()
