@@ -32,7 +32,9 @@ describe('renderFlameGraph', () => {
   it('gives each frame its time with its callees, per call and as a share', () => {
     expect(svg).toContain('<title>handle dist/app.js: 100.0 µs per call (66.7%)</title>')
     expect(svg).toContain('<title>writev: 100.0 µs per call (66.7%)</title>')
-    expect(svg).toContain('<title>parse&lt;T&gt; node:internal/http: 50.0 µs per call (33.3%)</title>')
+    expect(svg).toContain(
+      '<title>parse&lt;T&gt; node:internal/http: 50.0 µs per call (33.3%)</title>'
+    )
     expect(svg).not.toContain('(idle)')
   })
 
