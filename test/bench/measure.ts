@@ -1,4 +1,4 @@
-/** The benchmark measurements: latency and throughput across contenders at once, the rest one by one. */
+/** The benchmark measurements: all but memory across contenders at once, taken in turns. */
 import type { Contender, BenchSession } from './contenders.ts'
 import { memoryOf } from './memory.ts'
 import { type LatencySummary, summarize } from './stats.ts'
@@ -124,15 +124,38 @@ export interface SessionStart {
   latency: LatencySummary
 }
 
-/** `count` sessions created `parallel` at a time: initialize → first tools/list. */
+/**
+ * `count` sessions per contender created `parallel` at a time, initialize → first tools/list
+ * (results in the contenders' order). The batches go round the contenders in turn, as
+ * {@link latency} takes its blocks; each contender's rate counts its own batches' time only.
+ */
 export const sessionStart = async (
-  contender: Contender,
+  contenders: Contender[],
   count: number,
   parallel: number
-): Promise<SessionStart> => {
-  const { sessions, startLatencies, wallMs } = await openSessions(contender, count, parallel)
-  await closeAll(sessions)
-  return { perSecond: (count / wallMs) * 1000, latency: summarize(startLatencies) }
+): Promise<SessionStart[]> => {
+  const opened = contenders.map(() => ({
+    sessions: [] as BenchSession[],
+    latencies: [] as number[],
+    wallMs: 0,
+  }))
+  try {
+    for (let i = 0; i < count; i += parallel) {
+      for (const [j, contender] of contenders.entries()) {
+        const batch = await openSessions(contender, Math.min(parallel, count - i), parallel)
+        const into = opened[j]!
+        into.sessions.push(...batch.sessions)
+        into.latencies.push(...batch.startLatencies)
+        into.wallMs += batch.wallMs
+      }
+    }
+  } finally {
+    await Promise.all(opened.map(({ sessions }) => closeAll(sessions)))
+  }
+  return opened.map(({ latencies, wallMs }) => ({
+    perSecond: (count / wallMs) * 1000,
+    latency: summarize(latencies),
+  }))
 }
 
 export interface Memory {

@@ -175,9 +175,10 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
     '2025-06-18. The client is `node:http` with a keep-alive agent (no SDK), in the benchmark',
     'process. Contenders are started fresh for each round and measured interleaved, the order',
     `rotating per round; every figure is the median of ${r.rounds} rounds with the min–max range in`,
-    'brackets. Latency and throughput run their contenders at once and take their calls in blocks',
-    '(latency) or time windows (throughput), in turn across the contenders, so a slow spell of the',
-    'machine falls on all of them alike. Everything runs on loopback.',
+    'brackets. Latency, throughput and session start run their contenders at once and take their',
+    'calls in blocks, time windows or batches of sessions, in turn across the contenders, so a slow',
+    'spell of the machine falls on all of them alike; memory is measured one contender at a time.',
+    'Everything runs on loopback.',
     '',
     '![Latency percentiles and throughput by concurrency](benchmarks.svg)',
     '',
@@ -244,7 +245,7 @@ export const renderReport = (r: Results): { markdown: string; svg: string } => {
       )
     ),
     '',
-    `## Session start: ${String(r.plan.startSessions)} sessions created 5 at a time (initialize → initialized → first \`tools/list\`)`,
+    `## Session start: ${String(r.plan.startSessions)} sessions each, created 5 at a time, the batches taken in turn (initialize → initialized → first \`tools/list\`)`,
     '',
     table(
       ['contender', 'sessions/s', 'p50 (ms)', 'p99 (ms)'],

@@ -69,13 +69,14 @@ const results: Results = {
 }
 
 const log = (text: string) => process.stderr.write(`${text}\n`)
-// Latency and throughput run their contenders all at once, in turns; session start and memory
+// Latency, throughput and session start run their contenders all at once, in turns; memory
 // one contender after another. The two-hop floors (`floor`, and `hono-floor` served through
 // Hono) are measured for latency only; `ferry-ungated`, Ferry without its start gate, for
 // session start only.
 const latencyContenders = ['ferry', 'supergateway', 'stdio', 'floor', 'hono-floor'] as const
 const throughputContenders = ['ferry', 'supergateway'] as const
-const contenders = ['ferry', 'supergateway', 'stdio', 'ferry-ungated'] as const
+const startContenders = ['ferry', 'supergateway', 'stdio', 'ferry-ungated'] as const
+const memoryContenders = ['ferry', 'supergateway', 'stdio'] as const
 const push = <T>(table: Record<string, T[]>, name: string, value: T) => {
   ;(table[name] ??= []).push(value)
 }
@@ -115,15 +116,15 @@ for (let round = 1; round <= rounds; round++) {
       measured.forEach((t, i) => push((results.throughput[inFlight] ??= {}), names[i]!, t))
     }
   })
-  for (const name of rotated(contenders)) {
-    log(`round ${round}/${rounds}: ${name}`)
+  log(`round ${round}/${rounds}: session start`)
+  await together(startContenders, async (running, names) => {
+    const measured = await sessionStart(running, plan.startSessions, 5)
+    measured.forEach((start, i) => push(results.sessionStart, names[i]!, start))
+  })
+  for (const name of rotated(memoryContenders)) {
+    log(`round ${round}/${rounds}: memory, ${name}`)
     const contender: Contender = await starters[name]!()
     try {
-      if (name === 'ferry-ungated') {
-        push(results.sessionStart, name, await sessionStart(contender, plan.startSessions, 5))
-        continue
-      }
-      push(results.sessionStart, name, await sessionStart(contender, plan.startSessions, 5))
       push(results.memory, name, await memory(contender, plan.memorySessions))
     } finally {
       await contender.stop()
