@@ -3,7 +3,8 @@ import type { Contender, BenchSession } from './contenders.ts'
 import { memoryOf } from './memory.ts'
 import { type LatencySummary, summarize } from './stats.ts'
 
-const MESSAGE = 'hello from ferry-bench'
+/** What every `tools/call echo` of the bench sends. */
+export const ECHO_MESSAGE = 'hello from ferry-bench'
 
 const openSessions = async (contender: Contender, count: number, parallel: number) => {
   const sessions: BenchSession[] = []
@@ -28,9 +29,9 @@ const closeAll = (sessions: BenchSession[]) => Promise.all(sessions.map((s) => s
 
 /**
  * One session per contender, sequential `tools/call echo` (summaries in the contenders' order):
- * `calls` per contender, taken in
- * `blocks` turns that go round the contenders, so that a slow spell of the machine (another
- * tenant, CPU frequency) falls on all of them alike instead of on whichever ran then.
+ * `calls` per contender, taken in `blocks` turns that go round the contenders, so that a slow
+ * spell of the machine (another tenant, CPU frequency) falls on all of them alike instead of on
+ * whichever ran then.
  */
 export const latency = async (
   contenders: Contender[],
@@ -43,13 +44,13 @@ export const latency = async (
   try {
     for (const session of sessions) {
       await session.open()
-      for (let i = 0; i < warmup; i++) await session.echo(MESSAGE)
+      for (let i = 0; i < warmup; i++) await session.echo(ECHO_MESSAGE)
     }
     for (let block = 0; block < blocks; block++) {
       for (const [i, session] of sessions.entries()) {
         for (let call = 0; call < calls / blocks; call++) {
           const t0 = performance.now()
-          await session.echo(MESSAGE)
+          await session.echo(ECHO_MESSAGE)
           samples[i]!.push(performance.now() - t0)
         }
       }
@@ -85,7 +86,7 @@ export const throughput = async (
     for (const contender of contenders) {
       const { sessions } = await openSessions(contender, sessionCount, sessionCount)
       opened.push(sessions)
-      for (const session of sessions) for (let i = 0; i < 50; i++) await session.echo(MESSAGE)
+      for (const session of sessions) for (let i = 0; i < 50; i++) await session.echo(ECHO_MESSAGE)
     }
     const totals = contenders.map(() => ({ samples: [] as number[], elapsedMs: 0, cpuMs: 0 }))
     for (let window = 0; window < windows; window++) {
@@ -99,7 +100,7 @@ export const throughput = async (
             const session = sessions[worker % sessions.length]!
             while (performance.now() < deadline) {
               const start = performance.now()
-              await session.echo(MESSAGE)
+              await session.echo(ECHO_MESSAGE)
               total.samples.push(performance.now() - start)
             }
           })

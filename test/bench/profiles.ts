@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { starters } from './contenders.ts'
+import { ECHO_MESSAGE } from './measure.ts'
 import { type CpuProfile, renderFlameGraph } from './flame-graph.ts'
 
 /** Which processes get a graph: a pattern on the command line, the file and its title. */
@@ -73,10 +74,10 @@ export const runProfiles = async (calls: number, outDir: string): Promise<Profil
     try {
       const session = contender.session()
       await session.open()
-      for (let i = 0; i < 500; i++) await session.echo('hello from ferry-bench')
+      for (let i = 0; i < 500; i++) await session.echo(ECHO_MESSAGE)
       const now = () => Number(process.hrtime.bigint() / 1000n)
       const startUs = now()
-      for (let i = 0; i < calls; i++) await session.echo('hello from ferry-bench')
+      for (let i = 0; i < calls; i++) await session.echo(ECHO_MESSAGE)
       const window = { startUs, endUs: now() }
       await session.close()
       const pids = contender.pids()
@@ -84,12 +85,11 @@ export const runProfiles = async (calls: number, outDir: string): Promise<Profil
         graph,
         pid: pids.find((pid) => graph.match.test(commandLine(pid))),
       }))
-      // A profile is written when its process exits on its own: stop the first of the tree
-      // (the bridge, which stops the sidecar host) gracefully, then wait a bounded time.
-      const graceful = wanted.flatMap(({ pid }) => (pid === undefined ? [] : [pid]))
-      process.kill(pids[0]!, 'SIGTERM')
-      for (const pid of graceful) if (pid !== pids[0]) process.kill(pid, 'SIGTERM')
-      for (let waited = 0; waited < 15_000 && graceful.some(isRunning); waited += 100) {
+      // A profile is written when its process exits on its own: SIGTERM each profiled process
+      // (each exits through process.exit), then wait a bounded time; stop() kills the rest.
+      const profiled = wanted.flatMap(({ pid }) => (pid === undefined ? [] : [pid]))
+      for (const pid of profiled) process.kill(pid, 'SIGTERM')
+      for (let waited = 0; waited < 15_000 && profiled.some(isRunning); waited += 100) {
         await sleep(100)
       }
       for (const { graph, pid } of wanted) {
